@@ -1,0 +1,142 @@
+"""The node-type registry: what each ``type:`` of a FluxGraph node accepts, returns, needs and costs.
+
+One registry for every step type; built-ins register exactly the way extensions do (``Registry.register``), and
+``engine.nodetypes.builtin`` is only the first caller. The registry is pure data plus pure hooks, so the
+validator, the co-pilot and the UI can all read it without touching I/O. How a type *executes* lives elsewhere
+(``engine/steps/``, later) and is looked up by the same name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import IonfluxError
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?$")
+
+#: The C-ION unit: 1 C-ION is US$0.001 of metered cost (provider spend plus platform compute).
+USD_PER_CION = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What a node visibly needs, derived from the literal parts of its ``with`` (expressions are unknown)."""
+
+    hosts: frozenset[str] = frozenset()
+    max_tokens: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    """A forecast of one execution of a node, in C-ION, and the basis a person can check it against."""
+
+    cion: float
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A type-specific problem in a node's ``with``; ``path`` is relative to ``with``."""
+
+    path: tuple[str | int, ...]
+    code: str
+    message: str
+    hint: str = ""
+
+
+def no_requirements(with_: Mapping[str, Any]) -> Requirements:
+    return Requirements()
+
+
+def no_findings(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    return ()
+
+
+def flat_cost(cion: float, basis: str) -> Callable[[Mapping[str, Any]], CostEstimate]:
+    """A cost hook for types whose cost does not depend on their parameters."""
+
+    def cost(with_: Mapping[str, Any]) -> CostEstimate:
+        return CostEstimate(cion, basis)
+
+    return cost
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    """A registered node type.
+
+    ``with_schema`` and ``output_schema`` are JSON Schemas (2020-12). ``capabilities`` names the kinds of
+    authority the type uses (``net``, ``secrets``, ``llm``, ``smtp``, ``bus``, ``sandbox``, ``flows``,
+    ``human``); ``requires`` derives the concrete needs of one node; ``cost`` forecasts one execution;
+    ``check`` finds type-specific mistakes a schema cannot express (a JMESPath syntax error, say).
+    """
+
+    name: str
+    family: str
+    summary: str
+    with_schema: Mapping[str, Any]
+    output_schema: Mapping[str, Any]
+    capabilities: frozenset[str] = frozenset()
+    requires: Callable[[Mapping[str, Any]], Requirements] = no_requirements
+    cost: Callable[[Mapping[str, Any]], CostEstimate] = flat_cost(0.01, "flat: 0.01 C-ION per execution")
+    check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise ValueError(
+                f"node type name {self.name!r} must look like family.action (lower case, e.g. 'http.request')"
+            )
+
+
+class UnknownNodeTypeError(IonfluxError):
+    """Raised when a node type is looked up that nobody registered."""
+
+    code = "node.unknown_type"
+
+
+class Registry:
+    """Node types by name. Register built-ins and extensions the same way."""
+
+    def __init__(self, types: Iterable[NodeType] = ()) -> None:
+        self._types: dict[str, NodeType] = {}
+        for t in types:
+            self.register(t)
+
+    def register(self, node_type: NodeType, *, replace: bool = False) -> NodeType:
+        if node_type.name in self._types and not replace:
+            raise ValueError(
+                f"node type {node_type.name!r} is already registered; pass replace=True to override it"
+            )
+        self._types[node_type.name] = node_type
+        return node_type
+
+    def get(self, name: str) -> NodeType:
+        try:
+            return self._types[name]
+        except KeyError:
+            suggestion = self.suggest(name)
+            hint = f"did you mean {suggestion!r}?" if suggestion else "run `ionflux types` to list the node types"
+            raise UnknownNodeTypeError(f"unknown node type {name!r}", hint=hint) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[NodeType]:
+        return iter(sorted(self._types.values(), key=lambda t: (t.family, t.name)))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def suggest(self, name: str) -> str | None:
+        """The registered name closest to ``name``, if one is close enough to be a likely typo."""
+        matches = difflib.get_close_matches(name, self._types, n=1, cutoff=0.6)
+        return matches[0] if matches else None
