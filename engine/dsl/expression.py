@@ -28,7 +28,8 @@ import jinja2
 import jmespath
 from jinja2 import meta
 from jinja2 import nodes as jn
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.errors import IonfluxError
 
@@ -98,9 +99,8 @@ class _Environment(ImmutableSandboxedEnvironment):
             return left**right
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * times > MAX_SIZE:
-                        raise SecurityError(f"the result would exceed {MAX_SIZE:,} items/characters")
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_SIZE:
+                    raise SecurityError(f"the result would exceed {MAX_SIZE:,} items/characters")
             return left * right
         if (
             isinstance(left, str | list | tuple)
@@ -243,7 +243,14 @@ def _evaluate_string(value: str, context: Mapping[str, Any]) -> Any:
         ) from None
     except ExpressionError:
         raise
-    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, jmespath.exceptions.JMESPathError) as e:
+    except (
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        LookupError,
+        RecursionError,
+        jmespath.exceptions.JMESPathError,
+    ) as e:
         raise ExpressionError(
             f"expression failed: {type(e).__name__}: {e} in {value!r}",
             code="expr.failed",

@@ -17,7 +17,9 @@ FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?$"
-HOST_PATTERN = r"^(?:\*|(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+HOST_PATTERN = (
+    r"^(?:\*|(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
 
 FlowId = Annotated[str, StringConstraints(pattern=FLOW_ID_PATTERN)]
 NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
@@ -48,9 +50,7 @@ class Retry(Model):
     @model_validator(mode="after")
     def _delays_ordered(self) -> Retry:
         if self.max_delay is not None and self.max_delay < self.initial_delay:
-            raise ValueError(
-                f"max_delay ({self.max_delay}) cannot be less than initial_delay ({self.initial_delay})"
-            )
+            raise ValueError(f"max_delay ({self.max_delay}) cannot be less than initial_delay ({self.initial_delay})")
         return self
 
 
@@ -111,7 +111,9 @@ def _node_kind(value: Any) -> str | None:
 
 
 Node = Annotated[
-    Annotated[StepNode, Tag("step")] | Annotated[ForeachNode, Tag("foreach")] | Annotated[ApprovalNode, Tag("approval")],
+    Annotated[StepNode, Tag("step")]
+    | Annotated[ForeachNode, Tag("foreach")]
+    | Annotated[ApprovalNode, Tag("approval")],
     Discriminator(_node_kind, custom_error_type="node_shape", custom_error_message="a node must be a mapping"),
 ]
 

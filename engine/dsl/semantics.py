@@ -22,12 +22,30 @@ from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from engine.dsl import expression, graph
 from engine.dsl.issue import Issue, Location, Path, Severity
-from engine.dsl.model import AnyNode, ApprovalNode, CronTrigger, EventTrigger, Flow, ForeachNode, StepNode, WebhookTrigger
+from engine.dsl.model import (
+    AnyNode,
+    ApprovalNode,
+    CronTrigger,
+    EventTrigger,
+    Flow,
+    ForeachNode,
+    StepNode,
+    WebhookTrigger,
+)
 from engine.dsl.source import SourceMap
 from engine.dsl.structure import suggest
 from engine.nodetypes.registry import NodeType, Registry
 
-NODE_FIELDS = ("output", "status", "error", "attempts", "started_at", "finished_at", "duration_ms", "cost_cion")
+NODE_FIELDS = (
+    "output",
+    "status",
+    "error",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "cost_cion",
+)
 RUN_FIELDS = ("id", "flow_id", "version_id", "status", "started_at", "trigger", "error", "attempt", "url")
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
 
@@ -53,6 +71,7 @@ class Checker:
     scopes: dict[str, list[Site]] = field(default_factory=dict)
     ancestry: dict[str, graph.Ancestry] = field(default_factory=dict)
     used_secrets: set[str] = field(default_factory=set)
+    broken_needs: set[str] = field(default_factory=set)  # nodes whose needs name nothing: ancestry is partial
 
     # --- reporting ------------------------------------------------------------------------------------------
 
@@ -119,24 +138,35 @@ class Checker:
                     where = (*site.path, "needs", k)
                     if need in seen:
                         self.report(
-                            "graph.duplicate_need", f"'{need}' is listed twice in needs", where,
-                            node_id=node.id, severity="warning", hint="remove the repeated entry",
+                            "graph.duplicate_need",
+                            f"'{need}' is listed twice in needs",
+                            where,
+                            node_id=node.id,
+                            severity="warning",
+                            hint="remove the repeated entry",
                         )
                     seen.add(need)
                     if need == node.id:
                         self.report(
-                            "graph.cycle", f"node '{node.id}' needs itself", where,
-                            node_id=node.id, hint="remove it from its own needs",
+                            "graph.cycle",
+                            f"node '{node.id}' needs itself",
+                            where,
+                            node_id=node.id,
+                            hint="remove it from its own needs",
                         )
                     elif need not in ids:
+                        self.broken_needs.add(node.id)
                         self._unknown_target("graph.unknown_need", need, ids, where, site, "needs")
                 target = node.on_error
                 if target not in ("fail", "continue"):
                     where = (*site.path, "on_error")
                     if target == node.id:
                         self.report(
-                            "graph.cycle", f"node '{node.id}' routes its errors to itself", where,
-                            node_id=node.id, hint="use on_error: fail, continue, or another node's id",
+                            "graph.cycle",
+                            f"node '{node.id}' routes its errors to itself",
+                            where,
+                            node_id=node.id,
+                            hint="use on_error: fail, continue, or another node's id",
                         )
                     elif target not in ids:
                         self._unknown_target("graph.unknown_error_target", target, ids, where, site, "on_error")
@@ -194,13 +224,19 @@ class Checker:
             self._check_with(site, node_type, node.with_)
         if isinstance(node, ForeachNode) and isinstance(node.items, str) and not expression.has_template(node.items):
             self.report(
-                "node.items_invalid", "`items` must be a list or an expression", (*site.path, "items"),
-                node_id=node.id, hint="e.g. items: \"{{ nodes.fetch.output.body.orders }}\"",
+                "node.items_invalid",
+                "`items` must be a list or an expression",
+                (*site.path, "items"),
+                node_id=node.id,
+                hint='e.g. items: "{{ nodes.fetch.output.body.orders }}"',
             )
         if isinstance(node.if_, str) and not expression.has_template(node.if_):
             self.report(
-                "node.if_invalid", f"`if` must be true/false or an expression, not the text {node.if_!r}",
-                (*site.path, "if"), node_id=node.id, hint=f"wrap it in braces: if: \"{{{{ {node.if_} }}}}\"",
+                "node.if_invalid",
+                f"`if` must be true/false or an expression, not the text {node.if_!r}",
+                (*site.path, "if"),
+                node_id=node.id,
+                hint=f'wrap it in braces: if: "{{{{ {node.if_} }}}}"',
             )
         secrets = self._check_expressions(site, acyclic)
         if node_type is not None and isinstance(node, StepNode):
@@ -230,19 +266,28 @@ class Checker:
                     guess = suggest(extra, allowed)
                     self.report(
                         "node.with_unknown_field",
-                        f"{node_type.name} has no parameter '{extra}'" + (f"; did you mean '{guess}'?" if guess else ""),
-                        (*where, extra), key=True, node_id=site.node.id,
+                        f"{node_type.name} has no parameter '{extra}'"
+                        + (f"; did you mean '{guess}'?" if guess else ""),
+                        (*where, extra),
+                        key=True,
+                        node_id=site.node.id,
                         hint=f"parameters: {', '.join(allowed)}" if allowed else "",
                     )
             elif error.validator == "required":
                 self.report(
-                    "node.with_missing", f"{node_type.name} needs `with.{_missing_name(error)}`: {error.message}",
-                    where, node_id=site.node.id, hint=_example_hint(node_type),
+                    "node.with_missing",
+                    f"{node_type.name} needs `with.{_missing_name(error)}`: {error.message}",
+                    where,
+                    node_id=site.node.id,
+                    hint=_example_hint(node_type),
                 )
             else:
                 self.report(
-                    "node.with_invalid", f"with.{_dotted(error.absolute_path) or ''}: {error.message}".replace(".: ", ": "),
-                    where, node_id=site.node.id, hint=_example_hint(node_type),
+                    "node.with_invalid",
+                    f"with.{_dotted(error.absolute_path) or ''}: {error.message}".replace(".: ", ": "),
+                    where,
+                    node_id=site.node.id,
+                    hint=_example_hint(node_type),
                 )
         for finding in node_type.check(with_):
             self.report(finding.code, finding.message, (*base, *finding.path), node_id=site.node.id, hint=finding.hint)
@@ -289,13 +334,19 @@ class Checker:
         if root not in expression.ROOTS:
             guess = suggest(root, expression.ROOTS)
             self.report(
-                "expr.unknown_name", f"'{root}' is not defined in expressions" + (f"; did you mean '{guess}'?" if guess else ""),
-                path, node_id=node_id, hint="expressions can read: " + ", ".join(expression.ROOTS),
+                "expr.unknown_name",
+                f"'{root}' is not defined in expressions" + (f"; did you mean '{guess}'?" if guess else ""),
+                path,
+                node_id=node_id,
+                hint="expressions can read: " + ", ".join(expression.ROOTS),
             )
         elif root in ("item", "index") and not in_loop:
             self.report(
-                "expr.item_outside_foreach", f"'{root}' only exists inside a foreach's `do` nodes", path,
-                node_id=node_id, hint="move this node into a foreach `do:` list, or read the list itself",
+                "expr.item_outside_foreach",
+                f"'{root}' only exists inside a foreach's `do` nodes",
+                path,
+                node_id=node_id,
+                hint="move this node into a foreach `do:` list, or read the list itself",
             )
         elif root == "secrets":
             self._check_secret_ref(rest, path, node_id, secrets)
@@ -306,20 +357,32 @@ class Checker:
             if isinstance(props, dict) and props and rest[0] not in props:
                 guess = suggest(rest[0], props)
                 self.report(
-                    "ref.unknown_input", f"'inputs.{rest[0]}' is not declared in `inputs`" + (f"; did you mean 'inputs.{guess}'?" if guess else ""),
-                    path, node_id=node_id, hint="declared inputs: " + ", ".join(props),
+                    "ref.unknown_input",
+                    f"'inputs.{rest[0]}' is not declared in `inputs`"
+                    + (f"; did you mean 'inputs.{guess}'?" if guess else ""),
+                    path,
+                    node_id=node_id,
+                    hint="declared inputs: " + ", ".join(props),
                 )
         elif root == "run" and rest and isinstance(rest[0], str) and rest[0] not in RUN_FIELDS:
             guess = suggest(rest[0], RUN_FIELDS)
             self.report(
-                "ref.unknown_run_field", f"'run.{rest[0]}' does not exist" + (f"; did you mean 'run.{guess}'?" if guess else ""),
-                path, node_id=node_id, hint="run fields: " + ", ".join(RUN_FIELDS),
+                "ref.unknown_run_field",
+                f"'run.{rest[0]}' does not exist" + (f"; did you mean 'run.{guess}'?" if guess else ""),
+                path,
+                node_id=node_id,
+                hint="run fields: " + ", ".join(RUN_FIELDS),
             )
 
-    def _check_secret_ref(self, rest: tuple[str | int, ...], path: Path, node_id: str | None, secrets: set[str]) -> None:
+    def _check_secret_ref(
+        self, rest: tuple[str | int, ...], path: Path, node_id: str | None, secrets: set[str]
+    ) -> None:
         if not rest or not isinstance(rest[0], str):
             self.report(
-                "expr.invalid_reference", "read one secret by name: secrets.<name>", path, node_id=node_id,
+                "expr.invalid_reference",
+                "read one secret by name: secrets.<name>",
+                path,
+                node_id=node_id,
                 hint="secrets are never enumerable",
             )
             return
@@ -328,7 +391,10 @@ class Checker:
         self.used_secrets.add(name)
         if name not in self.flow.secrets:
             self.report(
-                "ref.undeclared_secret", f"secret '{name}' is used but not declared", path, node_id=node_id,
+                "ref.undeclared_secret",
+                f"secret '{name}' is used but not declared",
+                path,
+                node_id=node_id,
                 hint=f"add it to the flow's secrets list: secrets: [{', '.join([*self.flow.secrets, name])}]",
             )
 
@@ -338,7 +404,10 @@ class Checker:
         rest = ref.path
         if not rest or not isinstance(rest[0], str):
             self.report(
-                "expr.invalid_reference", "refer to a node by id: nodes.<id>.output", path, node_id=node_id,
+                "expr.invalid_reference",
+                "refer to a node by id: nodes.<id>.output",
+                path,
+                node_id=node_id,
                 hint="e.g. {{ nodes.fetch.output.body }}",
             )
             return
@@ -346,17 +415,23 @@ class Checker:
         if target not in self.sites:
             guess = suggest(target, self.sites)
             self.report(
-                "ref.unknown_node", f"'nodes.{target}' refers to no node" + (f"; did you mean '{guess}'?" if guess else ""),
-                path, node_id=node_id, hint="node ids: " + ", ".join(sorted(self.sites)),
+                "ref.unknown_node",
+                f"'nodes.{target}' refers to no node" + (f"; did you mean '{guess}'?" if guess else ""),
+                path,
+                node_id=node_id,
+                hint="node ids: " + ", ".join(sorted(self.sites)),
             )
             return
         if len(rest) > 1 and rest[1] not in NODE_FIELDS:
             guess = suggest(str(rest[1]), NODE_FIELDS)
             self.report(
-                "ref.unknown_node_field", f"'nodes.{target}.{rest[1]}' does not exist" + (f"; did you mean '{guess}'?" if guess else ""),
-                path, node_id=node_id, hint="a node has: " + ", ".join(NODE_FIELDS),
+                "ref.unknown_node_field",
+                f"'nodes.{target}.{rest[1]}' does not exist" + (f"; did you mean '{guess}'?" if guess else ""),
+                path,
+                node_id=node_id,
+                hint="a node has: " + ", ".join(NODE_FIELDS),
             )
-        if visible is not None and target not in visible:
+        if visible is not None and target not in visible and not self._ancestry_broken(node_id):
             site = self.sites.get(node_id) if node_id else None
             if site is not None and self.sites[target].scope == site.scope:
                 hint = f"add '{target}' to the needs of '{node_id}' (directly or through a node that needs it)"
@@ -365,9 +440,20 @@ class Checker:
             else:
                 hint = "a node can read only nodes that finish before it starts (its ancestors)"
             self.report(
-                "ref.not_ancestor", f"'{node_id or 'outputs'}' reads nodes.{target}, which is not one of its ancestors",
-                path, node_id=node_id, hint=hint,
+                "ref.not_ancestor",
+                f"'{node_id or 'outputs'}' reads nodes.{target}, which is not one of its ancestors",
+                path,
+                node_id=node_id,
+                hint=hint,
             )
+
+    def _ancestry_broken(self, node_id: str | None) -> bool:
+        """A typo in needs already has its error; do not repeat it as 'not an ancestor' for every reference."""
+        site = self.sites.get(node_id) if node_id else None
+        if site is None:
+            return False
+        scope_ids = {s.node.id for s in self.scopes[site.scope]}
+        return any(n in self.broken_needs for n in scope_ids) or any(e in self.broken_needs for e in site.enclosing)
 
     def _check_permissions(self, site: Site, node_type: NodeType, secrets: set[str]) -> None:
         node = site.node
@@ -380,34 +466,49 @@ class Checker:
                 self.report(
                     "perm.net_missing",
                     f"{node_type.name} reaches '{host}', which permissions.net does not allow",
-                    (*site.path, "with", field_name), node_id=node.id,
+                    (*site.path, "with", field_name),
+                    node_id=node.id,
                     hint=f"add `permissions: {{net: [{', '.join([*allowed, host])}]}}` to node '{node.id}'",
                 )
         if perms and perms.secrets is not None:
             for name in sorted(secrets - set(perms.secrets)):
                 self.report(
-                    "perm.secret_missing", f"node reads secret '{name}', which permissions.secrets does not list",
-                    (*site.path, "permissions", "secrets"), node_id=node.id,
+                    "perm.secret_missing",
+                    f"node reads secret '{name}', which permissions.secrets does not list",
+                    (*site.path, "permissions", "secrets"),
+                    node_id=node.id,
                     hint=f"add '{name}' to permissions.secrets, or remove permissions.secrets to derive it",
                 )
-        if perms and perms.max_tokens is not None and needs.max_tokens is not None and needs.max_tokens > perms.max_tokens:
+        if (
+            perms
+            and perms.max_tokens is not None
+            and needs.max_tokens is not None
+            and needs.max_tokens > perms.max_tokens
+        ):
             self.report(
-                "perm.limit_exceeded", f"with.max_tokens ({needs.max_tokens}) exceeds permissions.max_tokens ({perms.max_tokens})",
-                (*site.path, "with", "max_tokens"), node_id=node.id, hint="lower max_tokens or raise the limit",
+                "perm.limit_exceeded",
+                f"with.max_tokens ({needs.max_tokens}) exceeds permissions.max_tokens ({perms.max_tokens})",
+                (*site.path, "with", "max_tokens"),
+                node_id=node.id,
+                hint="lower max_tokens or raise the limit",
             )
         estimate = node_type.cost(getattr(node, "with_", {}))
         if perms and perms.max_cion is not None and estimate.cion > perms.max_cion:
             self.report(
                 "perm.limit_exceeded",
                 f"forecast {estimate.cion} C-ION ({estimate.basis}) exceeds permissions.max_cion ({perms.max_cion})",
-                (*site.path, "permissions", "max_cion"), node_id=node.id, hint="raise max_cion or lower max_tokens",
+                (*site.path, "permissions", "max_cion"),
+                node_id=node.id,
+                hint="raise max_cion or lower max_tokens",
             )
         budget = self.flow.budget
         if budget and budget.max_cion_per_run is not None and estimate.cion > budget.max_cion_per_run:
             self.report(
                 "budget.node_over_budget",
                 f"one execution is forecast at {estimate.cion} C-ION, over the run budget of {budget.max_cion_per_run}",
-                (*site.path, "type"), node_id=node.id, severity="warning",
+                (*site.path, "type"),
+                node_id=node.id,
+                severity="warning",
                 hint="raise budget.max_cion_per_run or lower the node's max_tokens",
             )
 
@@ -425,15 +526,23 @@ class Checker:
         seen: dict[str, int] = {}
         for i, name in enumerate(self.flow.secrets):
             if name in seen:
-                self.report("secret.duplicate", f"secret '{name}' is declared twice", ("secrets", i), hint="remove one")
+                self.report(
+                    "secret.duplicate",
+                    f"secret '{name}' is declared twice",
+                    ("secrets", i),
+                    hint="remove one",
+                )
             seen[name] = i
         kinds: set[str] = set()
         for i, trigger in enumerate(self.flow.triggers):
             base: Path = ("triggers", i)
             if trigger.type in ("manual", "flow") and trigger.type in kinds:
                 self.report(
-                    "trigger.duplicate", f"a second `{trigger.type}` trigger adds nothing", base,
-                    severity="warning", hint="remove it",
+                    "trigger.duplicate",
+                    f"a second `{trigger.type}` trigger adds nothing",
+                    base,
+                    severity="warning",
+                    hint="remove it",
                 )
             kinds.add(trigger.type)
             if isinstance(trigger, CronTrigger):
@@ -444,14 +553,19 @@ class Checker:
                 self.used_secrets.add(trigger.secret)
                 if trigger.secret not in self.flow.secrets:
                     self.report(
-                        "ref.undeclared_secret", f"webhook secret '{trigger.secret}' is not declared",
-                        (*base, "secret"), hint=f"add '{trigger.secret}' to the flow's secrets list",
+                        "ref.undeclared_secret",
+                        f"webhook secret '{trigger.secret}' is not declared",
+                        (*base, "secret"),
+                        hint=f"add '{trigger.secret}' to the flow's secrets list",
                     )
         for i, name in enumerate(self.flow.secrets):
             if name not in self.used_secrets and seen.get(name) == i:
                 self.report(
-                    "secret.unused", f"secret '{name}' is declared but never used", ("secrets", i),
-                    severity="warning", hint="remove it, or read it with {{ secrets." + name + " }}",
+                    "secret.unused",
+                    f"secret '{name}' is declared but never used",
+                    ("secrets", i),
+                    severity="warning",
+                    hint="remove it, or read it with {{ secrets." + name + " }}",
                 )
 
     def _check_inputs(self, schema: dict[str, Any]) -> None:
@@ -459,13 +573,17 @@ class Checker:
             Draft202012Validator.check_schema(schema)
         except SchemaError as e:
             self.report(
-                "inputs.invalid_schema", f"`inputs` is not a valid JSON Schema: {e.message}", ("inputs", *e.path),
-                hint="inputs is a JSON Schema of the run input, e.g. {type: object, properties: {days: {type: integer}}}",
+                "inputs.invalid_schema",
+                f"`inputs` is not a valid JSON Schema: {e.message}",
+                ("inputs", *e.path),
+                hint="inputs is a JSON Schema of the run input: {type: object, properties: {days: {type: integer}}}",
             )
             return
         if schema.get("type", "object") != "object":
             self.report(
-                "inputs.not_object", "`inputs` must describe an object (type: object)", ("inputs", "type"),
+                "inputs.not_object",
+                "`inputs` must describe an object (type: object)",
+                ("inputs", "type"),
                 hint="run input is always a mapping of named values",
             )
 
@@ -473,12 +591,16 @@ class Checker:
         fields = trigger.cron.split()
         if not trigger.cron.startswith("@") and len(fields) != 5:
             self.report(
-                "trigger.cron_invalid", f"cron {trigger.cron!r} has {len(fields)} fields; FluxGraph cron has 5",
-                (*base, "cron"), hint="minute hour day-of-month month day-of-week, e.g. '30 8 * * MON-FRI'",
+                "trigger.cron_invalid",
+                f"cron {trigger.cron!r} has {len(fields)} fields; FluxGraph cron has 5",
+                (*base, "cron"),
+                hint="minute hour day-of-month month day-of-week, e.g. '30 8 * * MON-FRI'",
             )
         elif not croniter.is_valid(trigger.cron):
             self.report(
-                "trigger.cron_invalid", f"cron {trigger.cron!r} is not a valid schedule", (*base, "cron"),
+                "trigger.cron_invalid",
+                f"cron {trigger.cron!r} is not a valid schedule",
+                (*base, "cron"),
                 hint="minute hour day-of-month month day-of-week, e.g. '30 8 * * MON-FRI' or '@daily'",
             )
         if not _valid_zone(trigger.timezone):
@@ -486,24 +608,30 @@ class Checker:
             self.report(
                 "trigger.timezone_invalid",
                 f"unknown time zone {trigger.timezone!r}" + (f"; did you mean '{guess}'?" if guess else ""),
-                (*base, "timezone"), hint="use an IANA name such as Europe/Lisbon, America/New_York or UTC",
+                (*base, "timezone"),
+                hint="use an IANA name such as Europe/Lisbon, America/New_York or UTC",
             )
         if trigger.input is not None and self.flow.inputs:
             for error in Draft202012Validator(self.flow.inputs).iter_errors(trigger.input):
                 self.report(
-                    "trigger.input_invalid", f"cron input does not match `inputs`: {error.message}",
-                    (*base, "input", *error.absolute_path), hint="make the fixed input match the flow's inputs schema",
+                    "trigger.input_invalid",
+                    f"cron input does not match `inputs`: {error.message}",
+                    (*base, "input", *error.absolute_path),
+                    hint="make the fixed input match the flow's inputs schema",
                 )
 
     def _check_subject(self, subject: str, path: Path) -> None:
         tokens = subject.split(".")
         bad = not subject or any(
-            not (t == "*" or (t == ">" and k == len(tokens) - 1) or _SUBJECT_TOKEN.match(t)) for k, t in enumerate(tokens)
+            not (t == "*" or (t == ">" and k == len(tokens) - 1) or _SUBJECT_TOKEN.match(t))
+            for k, t in enumerate(tokens)
         )
         if bad:
             self.report(
-                "trigger.subject_invalid", f"{subject!r} is not a valid event subject", path,
-                hint="dot-separated tokens without spaces; '*' matches one token, '>' the rest (last only): orders.*.created",
+                "trigger.subject_invalid",
+                f"{subject!r} is not a valid event subject",
+                path,
+                hint="dot-separated tokens, no spaces; '*' is one token, '>' the rest (last only): orders.*.created",
             )
 
 

@@ -214,14 +214,14 @@ class _Builder:
                 if event.anchor not in self.anchors:
                     raise self.fail("yaml.syntax", f"unknown alias *{event.anchor}", event.start_mark)
                 value, size = self.anchors[event.anchor]
-                self.source.values[path] = (event.start_mark.line + 1, event.start_mark.column + 1)
+                self.source.values[path] = _position(event.start_mark)
                 self._count(size, event.start_mark)
                 if stack:
                     self._attach(stack, value, size, event)
                 else:
                     root = value
                 continue
-            self.source.values[path] = (event.start_mark.line + 1, event.start_mark.column + 1)
+            self.source.values[path] = _position(event.start_mark)
             if isinstance(event, yaml.ScalarEvent):
                 value = self._scalar(event, path)
                 self._count(1, event.start_mark)
@@ -279,7 +279,7 @@ class _Builder:
 
     def _take_key(self, frame: _Frame, event: Any) -> None:
         key = event.value
-        position = (event.start_mark.line + 1, event.start_mark.column + 1)
+        position = _position(event.start_mark)
         if key in frame.seen and not (key == "<<" and not event.style):
             first = frame.seen[key]
             self.issues.append(
@@ -378,19 +378,8 @@ class _Builder:
         )
 
     def _resolve_plain(self, value: str, event: Any, path: Path) -> Any:
-        if _NULL.match(value):
-            return None
-        if value in _BOOL:
-            return _BOOL[value]
-        if _INT.match(value):
-            return int(value)
-        if _INT_OCT.match(value):
-            return int(value[2:], 8)
-        if _INT_HEX.match(value):
-            return int(value[2:], 16)
-        if _FLOAT.match(value):
-            return float(value)
-        if _NOT_JSON_FLOAT.match(value):
+        resolved = plain_scalar(value)
+        if resolved is NOT_JSON:
             raise self.fail(
                 "yaml.unsupported_value",
                 f"{value} (infinity / not-a-number) cannot be represented in JSON",
@@ -398,7 +387,29 @@ class _Builder:
                 "use a large finite number, or quote the value to keep it as text",
                 path,
             )
-        return value
+        return resolved
+
+
+NOT_JSON = object()
+
+
+def plain_scalar(value: str) -> Any:
+    """What an unquoted YAML scalar means under the YAML 1.2 core schema (``NOT_JSON`` for inf/nan)."""
+    if _NULL.match(value):
+        return None
+    if value in _BOOL:
+        return _BOOL[value]
+    if _INT.match(value):
+        return int(value)
+    if _INT_OCT.match(value):
+        return int(value[2:], 8)
+    if _INT_HEX.match(value):
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        return float(value)
+    if _NOT_JSON_FLOAT.match(value):
+        return NOT_JSON
+    return value
 
 
 def _line_of(text: str, line: int) -> str:
@@ -408,3 +419,7 @@ def _line_of(text: str, line: int) -> str:
 
 def _codepoint(character: str | int) -> int:
     return character if isinstance(character, int) else ord(character)
+
+
+def _position(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)

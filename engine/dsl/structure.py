@@ -189,7 +189,10 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
             hint = f"use one of: {', '.join(choices)}"
     elif kind == "string_pattern_mismatch":
         if "secrets" in path or field == "secret":
-            what, hint = "is not a valid secret name", "secret names use letters, digits and '_' (e.g. shop_token)"
+            what, hint = (
+                "is not a valid secret name",
+                "secret names use letters, digits and '_' (e.g. shop_token)",
+            )
         else:
             what, hint = _PATTERN_MESSAGES.get(str(ctx.get("pattern")), ("does not have the expected form", ""))
         message = f"{value!r} {what}"
@@ -200,7 +203,14 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
             hint = "expressions are evaluated only in `with`, `if`, `items` and `outputs`; write a literal here"
         elif isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
             hint = "remove the quotes so YAML reads it as a number/boolean"
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"):
+    elif kind in (
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+    ):
         code = "schema.out_of_range"
         message = f"'{field}': {err['msg'].lower()} (got {_describe(value)})"
     elif kind == "duration":

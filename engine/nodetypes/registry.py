@@ -57,6 +57,10 @@ def no_findings(with_: Mapping[str, Any]) -> Iterable[Finding]:
     return ()
 
 
+def default_cost(with_: Mapping[str, Any]) -> CostEstimate:
+    return CostEstimate(0.01, "flat: 0.01 C-ION per execution")
+
+
 def flat_cost(cion: float, basis: str) -> Callable[[Mapping[str, Any]], CostEstimate]:
     """A cost hook for types whose cost does not depend on their parameters."""
 
@@ -83,7 +87,7 @@ class NodeType:
     output_schema: Mapping[str, Any]
     capabilities: frozenset[str] = frozenset()
     requires: Callable[[Mapping[str, Any]], Requirements] = no_requirements
-    cost: Callable[[Mapping[str, Any]], CostEstimate] = flat_cost(0.01, "flat: 0.01 C-ION per execution")
+    cost: Callable[[Mapping[str, Any]], CostEstimate] = default_cost
     check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
     example: Mapping[str, Any] = field(default_factory=dict)
 
@@ -110,9 +114,7 @@ class Registry:
 
     def register(self, node_type: NodeType, *, replace: bool = False) -> NodeType:
         if node_type.name in self._types and not replace:
-            raise ValueError(
-                f"node type {node_type.name!r} is already registered; pass replace=True to override it"
-            )
+            raise ValueError(f"node type {node_type.name!r} is already registered; pass replace=True to override it")
         self._types[node_type.name] = node_type
         return node_type
 

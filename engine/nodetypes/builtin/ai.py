@@ -20,7 +20,12 @@ DEFAULT_MAX_TOKENS = 1024
 ALIAS_CION_PER_1K_TOKENS = {"cheap": 0.5, "default": 2.0, "smart": 15.0}
 PROMPT_TOKEN_ALLOWANCE = 500
 
-_MODEL = {"type": "string", "minLength": 1, "default": "default", "description": "alias (default/cheap/smart)"}
+_MODEL = {
+    "type": "string",
+    "minLength": 1,
+    "default": "default",
+    "description": "alias (default/cheap/smart)",
+}
 _COMMON = {
     "model": _MODEL,
     "system": STRING,
@@ -28,7 +33,11 @@ _COMMON = {
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
 }
 _USAGE = obj(
-    {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}, "cost_cion": {"type": "number"}},
+    {
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "cost_cion": {"type": "number"},
+    },
     "prompt_tokens",
     "completion_tokens",
 )
@@ -85,7 +94,11 @@ LLM_COMPLETE = NodeType(
     capabilities=frozenset({"llm", "secrets"}),
     requires=_requires,
     cost=_token_cost(DEFAULT_MAX_TOKENS),
-    example={"model": "default", "prompt": "Summarise: {{ nodes.fetch.output.body | tojson }}", "max_tokens": 400},
+    example={
+        "model": "default",
+        "prompt": "Summarise: {{ nodes.fetch.output.body | tojson }}",
+        "max_tokens": 400,
+    },
 )
 
 LLM_EXTRACT = NodeType(
@@ -109,7 +122,10 @@ LLM_EXTRACT = NodeType(
     check=_schema_check,
     example={
         "prompt": "Extract the customer and amount: {{ trigger.body.text }}",
-        "schema": {"type": "object", "properties": {"customer": {"type": "string"}, "amount": {"type": "number"}}},
+        "schema": {
+            "type": "object",
+            "properties": {"customer": {"type": "string"}, "amount": {"type": "number"}},
+        },
     },
 )
 

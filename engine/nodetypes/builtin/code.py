@@ -76,7 +76,10 @@ CODE_JS = NodeType(
     capabilities=frozenset({"sandbox"}),
     cost=_SANDBOX_COST,
     check=_js_check,
-    example={"input": "{{ nodes.fetch.output.body }}", "code": "function main(input) { return input.length; }"},
+    example={
+        "input": "{{ nodes.fetch.output.body }}",
+        "code": "function main(input) { return input.length; }",
+    },
 )
 
 CODE_PYTHON = NodeType(

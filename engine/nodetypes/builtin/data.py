@@ -18,7 +18,12 @@ HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _AUTH = {
     "oneOf": [
         obj({"type": {"const": "bearer"}, "token": NON_EMPTY}, "type", "token"),
-        obj({"type": {"const": "basic"}, "username": STRING, "password": STRING}, "type", "username", "password"),
+        obj(
+            {"type": {"const": "basic"}, "username": STRING, "password": STRING},
+            "type",
+            "username",
+            "password",
+        ),
         obj(
             {"type": {"const": "api_key"}, "header": NON_EMPTY, "value": NON_EMPTY},
             "type",
@@ -93,7 +98,11 @@ HTTP_REQUEST = NodeType(
     requires=_http_requires,
     cost=flat_cost(0.05, "flat: 0.05 C-ION per request"),
     check=_http_check,
-    example={"method": "GET", "url": "https://api.example.com/orders", "headers": {"Accept": "application/json"}},
+    example={
+        "method": "GET",
+        "url": "https://api.example.com/orders",
+        "headers": {"Accept": "application/json"},
+    },
 )
 
 
