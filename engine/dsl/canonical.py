@@ -77,7 +77,7 @@ def version_id(flow: Flow) -> str:
     return "b" + base64.b32encode(_CID_PREFIX + digest).decode("ascii").lower().rstrip("=")
 
 
-class _Dumper(yaml.SafeDumper):
+class YamlDumper(yaml.SafeDumper):
     """Block-style YAML that reads back exactly (YAML 1.2 core scalars, as engine.dsl.source parses them)."""
 
 
@@ -99,14 +99,14 @@ def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceN
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow_style)
 
 
-_Dumper.add_representer(str, _represent_str)
-_Dumper.add_representer(list, _represent_list)
+YamlDumper.add_representer(str, _represent_str)
+YamlDumper.add_representer(list, _represent_list)
 
 
 def to_yaml(flow: Flow) -> str:
     return yaml.dump(
         canonical_data(flow),
-        Dumper=_Dumper,
+        Dumper=YamlDumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,

@@ -17,6 +17,7 @@ At validation time :func:`parse` compiles a value and lists every reference it m
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -150,14 +151,33 @@ def parse(value: str) -> Template:
     source = "{{" + expr + "}}" if expr is not None else value
     try:
         ast = env.parse(source)
+        references = tuple(dict.fromkeys(_references(ast)))  # runs Jinja's compiler: unknown filters surface here
     except jinja2.TemplateSyntaxError as e:
-        raise ExpressionError(
-            f"expression syntax error: {e.message}",
-            code="expr.syntax",
-            hint="expressions look like {{ nodes.fetch.output.body }} or {{ inputs.days > 3 }}",
+        raise _syntax_error(e) from None
+    return Template(value, expr, references)
+
+
+_UNKNOWN = re.compile(r"^No (filter|test) named '([^']+)'")
+
+
+def _syntax_error(e: jinja2.TemplateSyntaxError) -> ExpressionError:
+    unknown = _UNKNOWN.match(e.message or "")
+    if unknown:
+        kind, name = unknown.groups()
+        known = sorted(environment().filters if kind == "filter" else environment().tests)
+        guess = difflib.get_close_matches(name, known, n=1)
+        return ExpressionError(
+            f"unknown {kind} '{name}'" + (f"; did you mean '{guess[0]}'?" if guess else ""),
+            code=f"expr.unknown_{kind}",
+            hint=f"{kind}s: " + ", ".join(known),
             line=e.lineno or 1,
-        ) from None
-    return Template(value, expr, tuple(dict.fromkeys(_references(ast))))
+        )
+    return ExpressionError(
+        f"expression syntax error: {e.message}",
+        code="expr.syntax",
+        hint="expressions look like {{ nodes.fetch.output.body }} or {{ inputs.days > 3 }}",
+        line=e.lineno or 1,
+    )
 
 
 def parse_bare(expression: str) -> Template:

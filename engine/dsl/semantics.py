@@ -304,9 +304,9 @@ class Checker:
     def _check_expressions(self, site: Site, acyclic: bool) -> set[str]:
         secrets: set[str] = set()
         visible = self.visible(site) if acyclic else None
-        # `items` is evaluated before the loop starts: no item/index there, and the foreach's own ancestors
+        # a foreach's own fields (items, if) are evaluated outside its loop: only *enclosing* loops define item
+        in_loop = bool(site.enclosing)
         for path, text in self._expression_fields(site):
-            in_loop = bool(site.enclosing) and not (path[-1] == "items" and len(site.enclosing) == 1)
             refs = self._parse(path, text, site.node.id)
             for ref in refs:
                 self._check_reference(ref, path, site.node.id, visible, in_loop, secrets)

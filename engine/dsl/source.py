@@ -74,10 +74,11 @@ class Document:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "merges", "path", "pending_key", "seen", "size")
+    __slots__ = ("anchor", "container", "mark", "merges", "path", "pending_key", "seen", "size")
 
-    def __init__(self, container: dict[str, Any] | list[Any], path: Path, anchor: str | None) -> None:
+    def __init__(self, container: dict[str, Any] | list[Any], path: Path, anchor: str | None, mark: Any) -> None:
         self.anchor = anchor
+        self.mark = mark
         self.container = container
         self.path = path
         self.pending_key: str | None = None
@@ -201,7 +202,7 @@ class _Builder:
                 if frame.anchor:
                     self.anchors[frame.anchor] = (value, size)
                 if stack:
-                    self._attach(stack, value, size, None)
+                    self._attach(stack, value, size, frame.mark)
                 else:
                     root = value
                 continue
@@ -217,7 +218,7 @@ class _Builder:
                 self.source.values[path] = _position(event.start_mark)
                 self._count(size, event.start_mark)
                 if stack:
-                    self._attach(stack, value, size, event)
+                    self._attach(stack, value, size, event.start_mark)
                 else:
                     root = value
                 continue
@@ -228,7 +229,7 @@ class _Builder:
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
                 if stack:
-                    self._attach(stack, value, 1, event)
+                    self._attach(stack, value, 1, event.start_mark)
                 else:
                     root = value
                 continue
@@ -243,7 +244,7 @@ class _Builder:
                     path[:4],
                 )
             container: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
-            frame = _Frame(container, path, event.anchor)
+            frame = _Frame(container, path, event.anchor, event.start_mark)
             self._count(1, event.start_mark)
             stack.append(frame)
         if self.issues:
@@ -295,7 +296,7 @@ class _Builder:
         frame.pending_key = key
         self.source.keys[(*frame.path, key)] = position
 
-    def _attach(self, stack: list[_Frame], value: Any, size: int, event: Any) -> None:
+    def _attach(self, stack: list[_Frame], value: Any, size: int, mark: Any) -> None:
         top = stack[-1]
         top.size += size
         if isinstance(top.container, list):
@@ -304,7 +305,6 @@ class _Builder:
         key = top.pending_key
         top.pending_key = None
         if key is None:
-            mark = event.start_mark if event is not None else None
             raise self.fail(
                 "yaml.complex_key",
                 "mapping keys must be plain text, not lists or mappings",

@@ -1,0 +1,192 @@
+"""Whole-flow validation: scopes, routes, references, `with` schemas, permissions, extension types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.dsl.issue import FlowValidationError
+from engine.dsl.validator import check_data, check_flow, load_data, load_flow
+from engine.nodetypes.builtin import register_builtins
+from engine.nodetypes.registry import NodeType, Registry
+from tests.conftest import minimal_flow, to_text
+
+
+def codes(data: dict[str, Any]) -> list[str]:
+    return [i.code for i in check_flow(to_text(data), "t.yaml").errors]
+
+
+def node(id_: str, type_: str = "log", **fields: Any) -> dict[str, Any]:
+    fields.setdefault("with", {"message": "x"} if type_ == "log" else {})
+    return {"id": id_, "type": type_, **fields}
+
+
+def test_minimal_flow_is_valid() -> None:
+    flow = load_flow(to_text(minimal_flow()))
+    assert flow.id == "hello" and flow.nodes[0].type == "log"
+
+
+def test_foreach_scopes_item_outer_ancestors_and_the_loop_itself() -> None:
+    flow = minimal_flow(
+        nodes=[
+            node("src", "data.set", **{"with": {"xs": [1, 2]}}),
+            {
+                "id": "loop",
+                "type": "foreach",
+                "needs": ["src"],
+                "items": "{{ nodes.src.output.xs }}",
+                "concurrency": 2,
+                "do": [
+                    node(
+                        "inner",
+                        "data.set",
+                        **{"with": {"v": "{{ item }}", "i": "{{ index }}", "s": "{{ nodes.src.output }}"}},
+                    ),
+                    node("after", "log", needs=["inner"], **{"with": {"message": "{{ nodes.inner.output.v }}"}}),
+                ],
+            },
+            node("done", "log", needs=["loop"], **{"with": {"message": "{{ nodes.loop.output | length }}"}}),
+        ]
+    )
+    assert codes(flow) == []
+
+
+def test_reading_the_enclosing_foreach_from_inside_is_not_allowed() -> None:
+    flow = minimal_flow(
+        nodes=[
+            {
+                "id": "loop",
+                "type": "foreach",
+                "items": [1, 2],
+                "do": [node("inner", "log", **{"with": {"message": "{{ nodes.loop.output }}"}})],
+            }
+        ]
+    )
+    report = check_flow(to_text(flow))
+    (issue,) = report.errors
+    assert issue.code == "ref.not_ancestor" and "item" in issue.hint
+
+
+def test_item_is_only_defined_inside_do_and_nested_items_can_use_the_outer_item() -> None:
+    outside = minimal_flow(nodes=[node("a", "log", **{"with": {"message": "{{ item }}"}})])
+    assert codes(outside) == ["expr.item_outside_foreach"]
+    top_items = minimal_flow(nodes=[{"id": "l", "type": "foreach", "items": "{{ item }}", "do": [node("x")]}])
+    assert codes(top_items) == ["expr.item_outside_foreach"]
+    nested = minimal_flow(
+        nodes=[
+            {
+                "id": "outer",
+                "type": "foreach",
+                "items": [[1], [2]],
+                "do": [{"id": "inner", "type": "foreach", "items": "{{ item }}", "do": [node("leaf")]}],
+            }
+        ]
+    )
+    assert codes(nested) == []
+
+
+def test_a_node_outside_cannot_read_a_node_inside_a_loop() -> None:
+    flow = minimal_flow(
+        nodes=[
+            {"id": "loop", "type": "foreach", "items": [1], "do": [node("inner")]},
+            node("after", "log", needs=["loop"], **{"with": {"message": "{{ nodes.inner.output }}"}}),
+        ]
+    )
+    assert codes(flow) == ["ref.not_ancestor"]
+
+
+def test_error_route_handler_may_read_the_failed_node_and_must_not_precede_it() -> None:
+    ok = minimal_flow(
+        nodes=[
+            node(
+                "risky",
+                "http.request",
+                on_error="rescue",
+                permissions={"net": ["api.example.com"]},
+                **{"with": {"url": "https://api.example.com/x"}},
+            ),
+            node("rescue", "log", **{"with": {"message": "{{ nodes.risky.error }}"}}),
+        ]
+    )
+    assert codes(ok) == []
+    cyclic = minimal_flow(nodes=[node("a", on_error="b", needs=["b"]), node("b")])
+    assert codes(cyclic) == ["graph.cycle"]
+
+
+def test_on_failure_nodes_read_main_nodes_and_the_run_error() -> None:
+    flow = minimal_flow(
+        on_failure=[node("alert", "log", **{"with": {"message": "{{ run.error }} after {{ nodes.greet.status }}"}})]
+    )
+    assert codes(flow) == []
+
+
+def test_outputs_read_any_top_level_node_but_not_unknown_ones() -> None:
+    assert codes(minimal_flow(outputs={"s": "{{ nodes.greet.status }}"})) == []
+    assert codes(minimal_flow(outputs={"s": "{{ nodes.gret.status }}"})) == ["ref.unknown_node"]
+
+
+def test_with_values_that_are_expressions_are_checked_only_where_their_type_is_known() -> None:
+    def llm(max_tokens: Any, model: Any = "default") -> dict[str, Any]:
+        return minimal_flow(
+            inputs={"type": "object", "properties": {"n": {"type": "integer"}}},
+            nodes=[node("s", "llm.complete", **{"with": {"prompt": "hi", "max_tokens": max_tokens, "model": model}})],
+        )
+
+    assert codes(llm("{{ inputs.n }}")) == []  # a single expression can be an integer at run time
+    assert codes(llm("n={{ inputs.n }}")) == ["node.with_invalid"]  # text is never an integer
+    assert codes(llm(0)) == ["node.with_invalid"]
+    assert codes(llm(10, model="{{ inputs.n }}")) == []
+
+
+def test_permissions_allow_wildcards_and_skip_hosts_only_known_at_run_time() -> None:
+    def fetch(url: str, net: list[str]) -> dict[str, Any]:
+        return minimal_flow(
+            inputs={"type": "object", "properties": {"host": {"type": "string"}}},
+            nodes=[node("f", "http.request", permissions={"net": net}, **{"with": {"url": url}})],
+        )
+
+    assert codes(fetch("https://api.example.com/x", ["*.example.com"])) == []
+    assert codes(fetch("https://api.example.com:8443/x", ["api.example.com:8443"])) == []
+    assert codes(fetch("https://{{ inputs.host }}/x", [])) == []
+    assert codes(fetch("https://evil.com/x", ["*.example.com"])) == ["perm.net_missing"]
+    assert codes(fetch("http://127.0.0.1:8765/x", ["127.0.0.1"])) == []
+
+
+def test_warnings_do_not_fail_validation_but_are_reported() -> None:
+    report = check_flow(to_text(minimal_flow(secrets=["unused"])))
+    assert report.ok and [w.code for w in report.warnings] == ["secret.unused"]
+
+
+def test_data_from_a_copilot_gets_paths_even_without_lines() -> None:
+    report = check_data(minimal_flow(nodes=[node("a", "http.reqest")]), "draft")
+    (issue,) = report.errors
+    assert issue.code == "node.unknown_type" and issue.dotted_path == "nodes[0].type" and issue.node_id == "a"
+    assert "http.request" in issue.message
+    with pytest.raises(FlowValidationError):
+        load_data(minimal_flow(nodes=[node("a", "http.reqest")]))
+
+
+def test_every_error_found_is_reported_not_only_the_first() -> None:
+    flow = minimal_flow(nodes=[node("a", "nope"), node("b", needs=["zz"]), node("c", "log", **{"with": {}})])
+    assert sorted(codes(flow)) == ["graph.unknown_need", "node.unknown_type", "node.with_missing"]
+
+
+def test_extension_types_register_and_validate_like_built_ins() -> None:
+    # Given a registry with the built-ins plus one extension type
+    registry = register_builtins(Registry())
+    registry.register(
+        NodeType(
+            name="crm.upsert",
+            family="crm",
+            summary="Upsert a contact.",
+            with_schema={"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]},
+            output_schema={"type": "object"},
+        )
+    )
+    flow = to_text(minimal_flow(nodes=[node("c", "crm.upsert", **{"with": {"email": "a@b.c"}})]))
+    # Then it validates with that registry and is unknown to the default one
+    assert check_flow(flow, registry=registry).ok
+    assert [i.code for i in check_flow(flow).errors] == ["node.unknown_type"]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.get("log"))
