@@ -24,7 +24,7 @@ def flow_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     clauses = [
         {
             "if": {"properties": {"type": {"const": t.name}}, "required": ["type"]},
-            "then": {"properties": {"with": dict(t.with_schema)}},
+            "then": {"properties": {"with": accepting_expressions(dict(t.with_schema))}},
         }
         for t in registry
         if t.name != "foreach"
@@ -41,6 +41,31 @@ def flow_json_schema(registry: Registry | None = None) -> dict[str, Any]:
         "description": "An IONFLUX workflow. See docs/fluxgraph.md.",
         **{k: v for k, v in schema.items() if k not in ("title",)},
     }
+
+
+#: Any string holding a template: its value is only known at run time, so an editor must not flag it.
+TEMPLATE_STRING = {"type": "string", "pattern": r"\{\{|\{%"}
+
+
+def accepting_expressions(schema: dict[str, Any]) -> dict[str, Any]:
+    """Let every value inside ``with`` also be a template string (the validator checks those more precisely)."""
+
+    def wrap(sub: Any) -> Any:
+        return {"anyOf": [deep(sub), TEMPLATE_STRING]} if isinstance(sub, dict) else sub
+
+    def deep(sub: dict[str, Any]) -> dict[str, Any]:
+        out = dict(sub)
+        if isinstance(out.get("properties"), dict):
+            out["properties"] = {k: wrap(v) for k, v in out["properties"].items()}
+        for key in ("items", "additionalProperties"):
+            if isinstance(out.get(key), dict):
+                out[key] = wrap(out[key])
+        for key in ("anyOf", "oneOf"):
+            if isinstance(out.get(key), list):
+                out[key] = [deep(m) if isinstance(m, dict) else m for m in out[key]]
+        return out
+
+    return deep(schema)
 
 
 def render(registry: Registry | None = None) -> str:

@@ -17,11 +17,11 @@ from typing import Any
 
 from croniter import croniter
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from engine.dsl import expression, graph
 from engine.dsl.issue import Issue, Location, Path, Severity
+from engine.dsl.metaschema import schema_problem
 from engine.dsl.model import (
     AnyNode,
     ApprovalNode,
@@ -569,13 +569,12 @@ class Checker:
                 )
 
     def _check_inputs(self, schema: dict[str, Any]) -> None:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as e:
+        problem = schema_problem(schema)
+        if problem is not None:
             self.report(
                 "inputs.invalid_schema",
-                f"`inputs` is not a valid JSON Schema: {e.message}",
-                ("inputs", *e.path),
+                f"`inputs` is not a valid JSON Schema: {problem.message}",
+                ("inputs", *problem.path),
                 hint="inputs is a JSON Schema of the run input: {type: object, properties: {days: {type: integer}}}",
             )
             return

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
+from engine.dsl.metaschema import schema_problem
 from engine.nodetypes.builtin._schema import ANY, NON_EMPTY, STRING, literal_int, obj
 from engine.nodetypes.registry import CostEstimate, Finding, NodeType, Requirements
 
@@ -68,13 +66,12 @@ def _token_cost(default_max_tokens: int) -> Callable[[Mapping[str, Any]], CostEs
 def _schema_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
     schema = with_.get("schema")
     if isinstance(schema, dict):
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as e:
+        problem = schema_problem(schema)
+        if problem is not None:
             yield Finding(
-                ("schema", *e.path),
+                ("schema", *problem.path),
                 "node.with_invalid",
-                f"`schema` is not a valid JSON Schema: {e.message}",
+                f"`schema` is not a valid JSON Schema: {problem.message}",
                 "write a JSON Schema (2020-12), e.g. {type: object, properties: {name: {type: string}}}",
             )
 

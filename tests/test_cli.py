@@ -1,0 +1,127 @@
+"""The ionflux command line, called in-process and once through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api.cli import main
+from tests.conftest import FLOWS
+
+VALID = "fluxgraph: 1\nid: hello\nnodes:\n  - id: greet\n    type: log\n    with: {message: hi}\n"
+INVALID = "fluxgraph: 1\nid: hello\nnodes:\n  - id: greet\n    type: lgo\n    with: {message: hi}\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for name, text in {"valid": VALID, "invalid": INVALID}.items():
+        out[name] = tmp_path / f"{name}.yaml"
+        out[name].write_text(text)
+    return out
+
+
+def test_validate_ok_prints_the_version_id(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(files["valid"])]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and "bafkrei" in out and "(1 nodes)" in out
+
+
+def test_validate_errors_are_located_with_the_source_line_and_hint(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "--color", "never", str(files["invalid"])]) == 1
+    out = capsys.readouterr().out
+    assert f"{files['invalid']}:5:11: error[node.unknown_type] node 'greet'" in out
+    assert "    5 |     type: lgo" in out and "^" in out
+    assert "did you mean 'log'?" in out
+
+
+def test_validate_json_is_machine_readable(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--json", str(files["invalid"])]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False
+    assert result["issues"][0] | {"hint": ""} == {
+        "code": "node.unknown_type",
+        "severity": "error",
+        "message": "unknown node type 'lgo'; did you mean 'log'?",
+        "hint": "",
+        "file": str(files["invalid"]),
+        "line": 5,
+        "column": 11,
+        "node_id": "greet",
+        "path": "nodes[0].type",
+    }
+
+
+def test_validate_colours_only_when_asked(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    main(["validate", "--color", "always", str(files["invalid"])])
+    assert "\033[31" in capsys.readouterr().out
+    main(["validate", str(files["invalid"])])  # captured output is not a terminal
+    assert "\033[" not in capsys.readouterr().out
+
+
+def test_validate_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_fmt_rewrites_to_canonical_form_and_check_reports(files: dict[str, Path]) -> None:
+    messy = files["valid"].parent / "messy.yaml"
+    messy.write_text("# header kept\nnodes: [{with: {message: hi}, type: log, id: greet}]\nid: hello\nfluxgraph: 1\n")
+    assert main(["fmt", "--check", str(messy)]) == 1
+    assert main(["fmt", str(messy)]) == 0
+    text = messy.read_text()
+    assert text.startswith("# header kept\nfluxgraph: 1\nid: hello\n")
+    assert main(["fmt", "--check", str(messy)]) == 0
+
+
+def test_fmt_refuses_to_drop_inner_comments_without_force(files: dict[str, Path]) -> None:
+    path = files["valid"].parent / "commented.yaml"
+    path.write_text("id: hello\nfluxgraph: 1  # why this\nnodes: [{id: a, type: log, with: {message: '#not'}}]\n")
+    assert main(["fmt", str(path)]) == 1
+    assert main(["fmt", "--force", str(path)]) == 0
+    assert "# why" not in path.read_text() and "'#not'" in path.read_text()
+
+
+def test_types_lists_the_catalog_and_shows_one_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["types"]) == 0
+    assert "http.request" in capsys.readouterr().out
+    assert main(["types", "llm.extract"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == "llm.extract" and "schema" in shown["with"]["properties"]
+    assert main(["types", "llm.extrct"]) == 2
+    assert "did you mean 'llm.extract'" in capsys.readouterr().err
+
+
+def test_schema_prints_the_committed_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert capsys.readouterr().out == (FLOWS / "fluxgraph.schema.json").read_text()
+
+
+def test_diff_between_two_files(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    new = files["valid"].parent / "new.yaml"
+    new.write_text(VALID.replace("message: hi", "message: hello"))
+    assert main(["diff", str(files["valid"]), str(new)]) == 0
+    assert "~ node greet (log): with.message" in capsys.readouterr().out
+    assert main(["diff", "--json", str(files["valid"]), str(new)]) == 0
+    assert json.loads(capsys.readouterr().out)["changed_nodes"][0]["fields"] == ["with.message"]
+
+
+def test_demo_validates_the_blueprints_and_shows_the_demo_flow(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "demo-orders-digest" in out and "C-ION per run" in out
+
+
+def test_the_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "ionflux"
+    result = subprocess.run(
+        [str(script), "validate", *map(str, sorted(FLOWS.glob("*.yaml")))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
