@@ -143,3 +143,14 @@ def test_unknown_filters_and_tests_get_a_suggestion() -> None:
     with pytest.raises(ExpressionError) as e:
         parse("{{ inputs.x is nmber }}")
     assert e.value.code == "expr.unknown_test" and "'number'" in e.value.message
+
+
+def test_mapping_keys_win_over_dict_methods() -> None:
+    # Given data whose keys are also dict method names (a node called `copy`, a payload field `items`)
+    context = {"nodes": {"copy": {"output": {"text": "hi"}}}, "trigger": {"data": {"items": ["a", "b"], "keys": 2}}}
+    # Then dot access reads the data, never the method
+    assert evaluate("{{ nodes.copy.output.text }}", context) == "hi"
+    assert evaluate("{{ trigger.data.items | join(',') }}", context) == "a,b"
+    assert evaluate("{{ trigger.data.keys }}", context) == 2
+    with pytest.raises(ExpressionError):
+        evaluate("{{ trigger.data.values() }}", context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from engine.dsl.netpolicy import Target
 from engine.dsl.schema import accepting_expressions
 from engine.nodetypes.builtin import builtin_registry
 from engine.nodetypes.registry import NodeType, Registry, UnknownNodeTypeError
@@ -70,5 +71,7 @@ def test_llm_cost_grows_with_max_tokens_and_model_price() -> None:
 
 def test_http_request_needs_the_literal_host_only() -> None:
     http = REGISTRY.get("http.request")
-    assert http.requires({"url": "https://api.example.com:8443/x?y={{ z }}"}).hosts == {"api.example.com"}
-    assert http.requires({"url": "https://{{ inputs.host }}/x"}).hosts == frozenset()
+    assert http.requires({"url": "https://api.example.com:8443/x?y={{ z }}"}).targets == {
+        Target("api.example.com", 8443, explicit=True)
+    }
+    assert http.requires({"url": "https://{{ inputs.host }}/x"}).targets == frozenset()

@@ -190,3 +190,47 @@ def test_extension_types_register_and_validate_like_built_ins() -> None:
     assert [i.code for i in check_flow(flow).errors] == ["node.unknown_type"]
     with pytest.raises(ValueError, match="already registered"):
         registry.register(registry.get("log"))
+
+
+def test_per_item_expressions_are_checked_with_item_defined() -> None:
+    def filt(where: str) -> dict[str, Any]:
+        return minimal_flow(
+            inputs={"type": "object", "properties": {"min": {"type": "number"}}},
+            nodes=[node("f", "data.filter", **{"with": {"items": [1, 2], "where": where}})],
+        )
+
+    assert codes(filt("item > inputs.min and index < 10")) == []
+    assert sorted(codes(filt("item > inputs.mn and itme"))) == ["expr.unknown_name", "ref.unknown_input"]
+    assert codes(filt("item >")) == ["expr.syntax"]
+
+
+def test_fields_that_do_nothing_on_control_nodes_are_errors() -> None:
+    loop = {"id": "l", "type": "foreach", "items": [1], "retry": {"max_attempts": 2}, "do": [node("x")]}
+    assert codes(minimal_flow(nodes=[loop])) == ["node.field_not_applicable"]
+    gate = {"id": "g", "type": "approval", "permissions": {"net": ["a.com"]}}
+    assert codes(minimal_flow(nodes=[gate])) == ["node.field_not_applicable"]
+    lonely = check_flow(to_text(minimal_flow(nodes=[{"id": "g", "type": "approval", "on_timeout": "approve"}])))
+    assert [w.code for w in lonely.warnings] == ["node.on_timeout_without_timeout"]
+
+
+def test_webhook_signature_needs_a_secret_and_permission_secrets_must_be_declared() -> None:
+    hook = minimal_flow(triggers=[{"type": "webhook", "signature": {"header": "X-Sig"}}])
+    assert codes(hook) == ["trigger.signature_without_secret"]
+    perms = minimal_flow(nodes=[node("a", permissions={"secrets": ["nope"]})])
+    assert codes(perms) == ["ref.undeclared_secret"]
+    used = check_flow(to_text(minimal_flow(secrets=["tok"], nodes=[node("a", permissions={"secrets": ["tok"]})])))
+    assert used.ok and not used.warnings
+
+
+def test_llm_cost_forecast_respects_the_max_tokens_cap() -> None:
+    # Forecast: (max_tokens + 500 prompt allowance) x 2 C-ION per 1k tokens for the default model
+    def flow(permissions: dict[str, Any] | None) -> list[str]:
+        llm = node("s", "llm.complete", **{"with": {"prompt": "hi"}})
+        if permissions:
+            llm["permissions"] = permissions
+        report = check_flow(to_text(minimal_flow(budget={"max_cion_per_run": 2}, nodes=[llm])))
+        assert report.ok
+        return [w.code for w in report.warnings]
+
+    assert flow(None) == ["budget.node_over_budget"]  # default 1,024 tokens: 3.048 C-ION > 2
+    assert flow({"max_tokens": 50}) == []  # capped at 50 tokens: 1.1 C-ION

@@ -93,6 +93,15 @@ def single_expression(value: str) -> str | None:
 class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Data before methods: `nodes.copy.output` and `trigger.data.items` must read the keys "copy" and "items",
+        # not dict.copy / dict.items (Jinja's default). Mappings expose no methods to flows at all.
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:

@@ -19,7 +19,8 @@ from croniter import croniter
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
-from engine.dsl import expression, graph
+from engine.dsl import expression, graph, netpolicy
+from engine.dsl.forecast import node_forecast
 from engine.dsl.issue import Issue, Location, Path, Severity
 from engine.dsl.metaschema import schema_problem
 from engine.dsl.model import (
@@ -238,9 +239,46 @@ class Checker:
                 node_id=node.id,
                 hint=f'wrap it in braces: if: "{{{{ {node.if_} }}}}"',
             )
-        secrets = self._check_expressions(site, acyclic)
+        self._check_applicable(site)
+        secrets = self._check_expressions(site, acyclic, node_type)
         if node_type is not None and isinstance(node, StepNode):
             self._check_permissions(site, node_type, secrets)
+
+    def _check_applicable(self, site: Site) -> None:
+        node = site.node
+        if isinstance(node, ForeachNode | ApprovalNode):
+            for name in ("retry", "permissions"):
+                if getattr(node, name) is not None:
+                    where = "the nodes inside `do`" if isinstance(node, ForeachNode) else "the nodes after it"
+                    self.report(
+                        "node.field_not_applicable",
+                        f"`{name}` has no effect on a {node.type} node",
+                        (*site.path, name),
+                        key=True,
+                        node_id=node.id,
+                        hint=f"{node.type} executes nothing itself: put `{name}` on {where}",
+                    )
+        if isinstance(node, ApprovalNode) and node.timeout is None and "on_timeout" in node.model_fields_set:
+            self.report(
+                "node.on_timeout_without_timeout",
+                "`on_timeout` never applies: this approval has no `timeout`",
+                (*site.path, "on_timeout"),
+                key=True,
+                node_id=node.id,
+                severity="warning",
+                hint="add timeout: 24h (say), or remove on_timeout",
+            )
+        if node.permissions is not None and node.permissions.secrets is not None:
+            for k, name in enumerate(node.permissions.secrets):
+                self.used_secrets.add(name)
+                if name not in self.flow.secrets:
+                    self.report(
+                        "ref.undeclared_secret",
+                        f"permissions.secrets lists '{name}', which the flow does not declare",
+                        (*site.path, "permissions", "secrets", k),
+                        node_id=node.id,
+                        hint=f"add '{name}' to the flow's secrets list, or remove it here",
+                    )
 
     def _check_type(self, site: Site) -> NodeType | None:
         name = site.node.type
@@ -301,9 +339,16 @@ class Checker:
         if isinstance(node, StepNode | ApprovalNode):
             yield from _strings(node.with_, (*site.path, "with"))
 
-    def _check_expressions(self, site: Site, acyclic: bool) -> set[str]:
+    def _check_expressions(self, site: Site, acyclic: bool, node_type: NodeType | None) -> set[str]:
         secrets: set[str] = set()
         visible = self.visible(site) if acyclic else None
+        if node_type is not None and isinstance(site.node, StepNode):
+            for name in sorted(node_type.item_expressions):
+                text = site.node.with_.get(name)
+                if isinstance(text, str) and not expression.has_template(text):
+                    path = (*site.path, "with", name)
+                    for ref in self._parse(path, text, site.node.id, bare=True):
+                        self._check_reference(ref, path, site.node.id, visible, True, secrets)
         # a foreach's own fields (items, if) are evaluated outside its loop: only *enclosing* loops define item
         in_loop = bool(site.enclosing)
         for path, text in self._expression_fields(site):
@@ -312,11 +357,13 @@ class Checker:
                 self._check_reference(ref, path, site.node.id, visible, in_loop, secrets)
         return secrets
 
-    def _parse(self, path: Path, text: str, node_id: str | None) -> tuple[expression.Reference, ...]:
-        if not expression.has_template(text):
+    def _parse(
+        self, path: Path, text: str, node_id: str | None, *, bare: bool = False
+    ) -> tuple[expression.Reference, ...]:
+        if not bare and not expression.has_template(text):
             return ()
         try:
-            return expression.parse(text).references
+            return (expression.parse_bare(text) if bare else expression.parse(text)).references
         except expression.ExpressionError as e:
             self.report(e.code, e.message, path, node_id=node_id, hint=e.hint, line_offset=e.line - 1)
             return ()
@@ -458,17 +505,18 @@ class Checker:
     def _check_permissions(self, site: Site, node_type: NodeType, secrets: set[str]) -> None:
         node = site.node
         perms = node.permissions
-        needs = node_type.requires(getattr(node, "with_", {}))
+        with_ = getattr(node, "with_", {})
+        needs = node_type.requires(with_)
         allowed = perms.net if perms else ()
-        for host in sorted(needs.hosts):
-            if not any(_host_allowed(host, pattern) for pattern in allowed):
-                field_name = "webhook_url" if "webhook_url" in getattr(node, "with_", {}) else "url"
+        for target in sorted(needs.targets):
+            if not netpolicy.allowed(allowed, target):
+                field_name = "webhook_url" if "webhook_url" in with_ else "url"
                 self.report(
                     "perm.net_missing",
-                    f"{node_type.name} reaches '{host}', which permissions.net does not allow",
+                    f"{node_type.name} reaches '{target}', which permissions.net does not allow",
                     (*site.path, "with", field_name),
                     node_id=node.id,
-                    hint=f"add `permissions: {{net: [{', '.join([*allowed, host])}]}}` to node '{node.id}'",
+                    hint=f"add `permissions: {{net: [{', '.join([*allowed, str(target)])}]}}` to node '{node.id}'",
                 )
         if perms and perms.secrets is not None:
             for name in sorted(secrets - set(perms.secrets)):
@@ -492,7 +540,7 @@ class Checker:
                 node_id=node.id,
                 hint="lower max_tokens or raise the limit",
             )
-        estimate = node_type.cost(getattr(node, "with_", {}))
+        estimate = node_forecast(node, self.registry)
         if perms and perms.max_cion is not None and estimate.cion > perms.max_cion:
             self.report(
                 "perm.limit_exceeded",
@@ -549,6 +597,14 @@ class Checker:
                 self._check_cron(trigger, base)
             elif isinstance(trigger, EventTrigger):
                 self._check_subject(trigger.subject, (*base, "subject"))
+            elif isinstance(trigger, WebhookTrigger) and trigger.secret is None and trigger.signature is not None:
+                self.report(
+                    "trigger.signature_without_secret",
+                    "the webhook declares a signature but no `secret` to verify it with",
+                    (*base, "signature"),
+                    key=True,
+                    hint="add secret: <name of a declared secret holding the signing key>",
+                )
             elif isinstance(trigger, WebhookTrigger) and trigger.secret is not None:
                 self.used_secrets.add(trigger.secret)
                 if trigger.secret not in self.flow.secrets:
@@ -693,16 +749,6 @@ def _validator(node_type: NodeType) -> Draft202012Validator:
         entry = (node_type, Draft202012Validator(dict(node_type.with_schema)))
         _VALIDATORS[id(node_type)] = entry
     return entry[1]
-
-
-def _host_allowed(host: str, pattern: str) -> bool:
-    pattern = pattern.lower().split(":")[0] if not pattern.startswith("[") else pattern.lower()
-    host = host.lower()
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern.strip("[]")
 
 
 def _valid_zone(name: str) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.dsl.netpolicy import Target
 from engine.errors import IonfluxError
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?$")
@@ -26,7 +27,7 @@ USD_PER_CION = 0.001
 class Requirements:
     """What a node visibly needs, derived from the literal parts of its ``with`` (expressions are unknown)."""
 
-    hosts: frozenset[str] = frozenset()
+    targets: frozenset[Target] = frozenset()
     max_tokens: int | None = None
     model: str | None = None
 
@@ -78,6 +79,8 @@ class NodeType:
     authority the type uses (``net``, ``secrets``, ``llm``, ``smtp``, ``bus``, ``sandbox``, ``flows``,
     ``human``); ``requires`` derives the concrete needs of one node; ``cost`` forecasts one execution;
     ``check`` finds type-specific mistakes a schema cannot express (a JMESPath syntax error, say).
+    ``item_expressions`` names ``with`` fields holding a bare expression the step evaluates once per item,
+    with ``item`` and ``index`` defined (``data.filter``'s ``where``); the validator checks their references.
     """
 
     name: str
@@ -89,6 +92,7 @@ class NodeType:
     requires: Callable[[Mapping[str, Any]], Requirements] = no_requirements
     cost: Callable[[Mapping[str, Any]], CostEstimate] = default_cost
     check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
+    item_expressions: frozenset[str] = frozenset()
     example: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

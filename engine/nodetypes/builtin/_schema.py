@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from engine.dsl.expression import has_template
+from engine.dsl.netpolicy import Target, url_target
 
 ANY: Mapping[str, Any] = {}
 STRING: Mapping[str, Any] = {"type": "string"}
@@ -28,19 +28,19 @@ def obj(properties: Mapping[str, Any], *required: str, **extra: Any) -> dict[str
     }
 
 
-def literal_host(url: object) -> str | None:
-    """The host of ``url`` when it is written literally (no expression in the scheme/host part)."""
+def literal_target(url: object) -> Target | None:
+    """Where ``url`` goes when its scheme and host are written literally (no expression before the path)."""
     if not isinstance(url, str):
         return None
-    head = url.split("/", 3)
-    authority = "/".join(head[:3])
+    authority = "/".join(url.split("/", 3)[:3])
     if has_template(authority):
         return None
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    return host or None
+    return url_target(url)
+
+
+def targets_of(url: object) -> frozenset[Target]:
+    target = literal_target(url)
+    return frozenset({target}) if target else frozenset()
 
 
 def literal_int(value: object) -> int | None:

@@ -9,8 +9,8 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
-from engine.dsl.expression import ExpressionError, has_template, parse_bare
-from engine.nodetypes.builtin._schema import ANY, DURATION, NON_EMPTY, STRING, STRING_MAP, literal_host, obj
+from engine.dsl.expression import has_template
+from engine.nodetypes.builtin._schema import ANY, DURATION, NON_EMPTY, STRING, STRING_MAP, obj, targets_of
 from engine.nodetypes.registry import Finding, NodeType, Requirements, flat_cost
 
 HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -35,8 +35,7 @@ _AUTH = {
 
 
 def _http_requires(with_: Mapping[str, Any]) -> Requirements:
-    host = literal_host(with_.get("url"))
-    return Requirements(hosts=frozenset({host}) if host else frozenset())
+    return Requirements(targets=targets_of(with_.get("url")))
 
 
 def _http_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
@@ -144,15 +143,6 @@ DATA_SET = NodeType(
 )
 
 
-def _filter_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
-    where = with_.get("where")
-    if isinstance(where, str):
-        try:
-            parse_bare(where)
-        except ExpressionError as e:
-            yield Finding(("where",), "expr.syntax", e.message, e.hint)
-
-
 DATA_FILTER = NodeType(
     name="data.filter",
     family="data",
@@ -167,7 +157,7 @@ DATA_FILTER = NodeType(
         "where",
     ),
     output_schema={"type": "array"},
-    check=_filter_check,
+    item_expressions=frozenset({"where"}),
     example={"items": "{{ nodes.fetch.output.body.orders }}", "where": "item.total > 100"},
 )
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.dsl.expression import has_template
-from engine.nodetypes.builtin._schema import ANY, NON_EMPTY, STRING, literal_host, obj
+from engine.nodetypes.builtin._schema import ANY, NON_EMPTY, STRING, obj, targets_of
 from engine.nodetypes.registry import Finding, NodeType, Requirements, flat_cost
 
 #: A NATS subject to publish to: dot-separated tokens, no wildcards, no whitespace.
@@ -17,8 +17,7 @@ _ADDRESSES = {"anyOf": [NON_EMPTY, {"type": "array", "items": NON_EMPTY, "minIte
 
 
 def _webhook_requires(with_: Mapping[str, Any]) -> Requirements:
-    host = literal_host(with_.get("webhook_url"))
-    return Requirements(hosts=frozenset({host}) if host else frozenset())
+    return Requirements(targets=targets_of(with_.get("webhook_url")))
 
 
 def _email_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
