@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -199,22 +199,22 @@ class Checker:
             hint = f"node ids here: {', '.join(sorted(ids))}" if ids else "add the node first"
         self.report(code, message, where, node_id=site.node.id, hint=hint)
 
-    def visible(self, site: Site) -> set[str] | None:
+    def visible(self, site: Site) -> Container[str] | None:
         """Nodes whose outputs ``site`` may read (None when cycles make that unknowable)."""
-        if site.scope == "on_failure":
-            main = {s.node.id for s in self.scopes.get("main", [])}
-            anc = self.ancestry.get("on_failure")
-            return None if anc is None else main | set(anc.of(site.node.id))
-        anc = self.ancestry.get(site.scope)
-        if anc is None:
+        scopes = [site.scope, *(self.sites[e].scope for e in site.enclosing)]
+        if any(scope not in self.ancestry for scope in scopes):
             return None
-        seen = set(anc.of(site.node.id))
-        if site.enclosing:
-            outer = self.visible(self.sites[site.enclosing[-1]])
-            if outer is None:
-                return None
-            seen |= outer
-        return seen
+        return _Visibility(self, site)
+
+    def can_read(self, site: Site, target: str) -> bool:
+        """O(1) per question: per-node sets of readable nodes would make validation quadratic."""
+        if site.scope == "on_failure":
+            target_site = self.sites.get(target)
+            if target_site is not None and target_site.scope == "main":
+                return True
+        if self.ancestry[site.scope].is_ancestor(target, site.node.id):
+            return True
+        return bool(site.enclosing) and self.can_read(self.sites[site.enclosing[-1]], target)
 
     # --- nodes ----------------------------------------------------------------------------------------------
 
@@ -373,7 +373,7 @@ class Checker:
         ref: expression.Reference,
         path: Path,
         node_id: str | None,
-        visible: set[str] | None,
+        visible: Container[str] | None,
         in_loop: bool,
         secrets: set[str],
     ) -> None:
@@ -446,7 +446,7 @@ class Checker:
             )
 
     def _check_node_ref(
-        self, ref: expression.Reference, path: Path, node_id: str | None, visible: set[str] | None
+        self, ref: expression.Reference, path: Path, node_id: str | None, visible: Container[str] | None
     ) -> None:
         rest = ref.path
         if not rest or not isinstance(rest[0], str):
@@ -499,8 +499,8 @@ class Checker:
         site = self.sites.get(node_id) if node_id else None
         if site is None:
             return False
-        scope_ids = {s.node.id for s in self.scopes[site.scope]}
-        return any(n in self.broken_needs for n in scope_ids) or any(e in self.broken_needs for e in site.enclosing)
+        broken = {self.sites[n].scope for n in self.broken_needs}
+        return site.scope in broken or any(self.sites[e].scope in broken for e in site.enclosing)
 
     def _check_permissions(self, site: Site, node_type: NodeType, secrets: set[str]) -> None:
         node = site.node
@@ -688,6 +688,15 @@ class Checker:
                 path,
                 hint="dot-separated tokens, no spaces; '*' is one token, '>' the rest (last only): orders.*.created",
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Visibility:
+    checker: Checker
+    site: Site
+
+    def __contains__(self, target: object) -> bool:
+        return isinstance(target, str) and self.checker.can_read(self.site, target)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
