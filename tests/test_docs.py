@@ -1,0 +1,31 @@
+"""Docs stay true: every error code the validator can emit is documented, and the README shows the commands."""
+
+from __future__ import annotations
+
+import re
+
+from engine.nodetypes.builtin import builtin_registry
+from tests.conftest import ROOT
+
+CODE = re.compile(r'"((?:yaml|schema|node|graph|expr|ref|perm|trigger|inputs|secret|budget|code)\.[a-z_]+)"')
+RUNTIME_ONLY = {"expr.error"}  # the base class default; never reported itself
+
+
+def emitted_codes() -> set[str]:
+    codes: set[str] = set()
+    for path in (ROOT / "engine").rglob("*.py"):
+        codes |= set(CODE.findall(path.read_text("utf-8")))
+    return codes - set(builtin_registry().names()) - RUNTIME_ONLY
+
+
+def test_every_error_code_is_documented() -> None:
+    documented = set(re.findall(r"`([a-z]+\.[a-z_]+)`", (ROOT / "docs" / "errors.md").read_text("utf-8")))
+    missing = emitted_codes() - documented
+    assert not missing, f"add these codes to docs/errors.md: {sorted(missing)}"
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    head = readme[:1500]
+    assert "./scripts/start" in head and "./scripts/test" in head
+    assert "bash .ci/run" not in head  # the user's command is scripts/test; CI runs it too
