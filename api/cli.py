@@ -17,6 +17,7 @@ from typing import Any
 from api.terminal import Style, render_issue
 from engine.dsl import canonical, graph
 from engine.dsl.diff import diff
+from engine.dsl.forecast import flow_forecast
 from engine.dsl.model import Flow, ForeachNode
 from engine.dsl.schema import render as render_schema
 from engine.dsl.validator import Report, check_flow
@@ -257,17 +258,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for trigger in flow.triggers:
         detail = {k: v for k, v in trigger.model_dump(exclude_defaults=True).items() if k != "type"}
         print(f"  trigger {style(trigger.type, 'cyan')} {detail if detail else ''}".rstrip())
-    registry = builtin_registry()
-    total = 0.0
+    total = flow_forecast(flow, builtin_registry())
+    forecast = {f.node_id: f for f in total.nodes}
     nodes = list(flow.nodes)
+    by_id = {n.id: n for n in nodes}
     for depth, layer in enumerate(graph.layers([n.id for n in nodes], graph.edges(nodes))):
         for node_id in layer:
-            node = next(n for n in nodes if n.id == node_id)
-            estimate = registry.get(node.type).cost(getattr(node, "with_", {}))
-            total += estimate.cion
+            node = by_id[node_id]
             needs = f" <- {', '.join(node.needs)}" if node.needs else ""
-            print(f"  {'  ' * depth}{style(node.id, 'bold')} ({node.type}){needs}  ~{estimate.cion} C-ION")
-    print(f"forecast: at most {round(total, 4)} C-ION per run")
+            cost = forecast[node_id].estimate.cion
+            print(f"  {'  ' * depth}{style(node.id, 'bold')} ({node.type}){needs}  ~{cost} C-ION")
+    per_item = f" + {total.per_item_cion} C-ION per foreach item" if total.per_item_cion else ""
+    print(f"forecast: at most {total.fixed_cion} C-ION per run{per_item}")
     print(style("\nThe server and web UI are not built yet; this command shows what exists today.", "dim"))
     return 1 if invalid else 0
 
