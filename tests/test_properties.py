@@ -112,7 +112,7 @@ def valid_flows(draw: st.DrawFn) -> dict[str, Any]:
     return flow
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(valid_flows())
 def test_random_valid_flows_round_trip(data: dict[str, Any]) -> None:
     # Given a random valid flow
@@ -162,7 +162,7 @@ def mutated_texts(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_texts())
 def test_random_text_mutations_only_produce_located_issues(text: str) -> None:
     # When a mutated blueprint is validated, Then it returns a report (never raises) and every error is located
@@ -206,7 +206,7 @@ def mutated_data(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_data())
 def test_random_data_mutations_only_produce_issues_with_paths(data: dict[str, Any]) -> None:
     report = check_data(data, "draft")

@@ -234,3 +234,29 @@ def test_llm_cost_forecast_respects_the_max_tokens_cap() -> None:
 
     assert flow(None) == ["budget.node_over_budget"]  # default 1,024 tokens: 3.048 C-ION > 2
     assert flow({"max_tokens": 50}) == []  # capped at 50 tokens: 1.1 C-ION
+
+
+@pytest.mark.parametrize(
+    ("snippet", "code", "position", "words"),
+    [
+        ("triggers: [{cron: '* * * * *'}]", "schema.missing", (4, 12), "missing required field 'type'"),
+        ("triggers: [{type: crn}]", "trigger.unknown_type", (4, 19), "did you mean 'cron'"),
+        ("budget: {}", "schema.invalid_value", (4, 9), "max_cion_per_run or max_cion_per_month"),
+        ("tags: a", "schema.invalid_type", (4, 7), "must be a list"),
+        ("nodez: []", "schema.unknown_field", (4, 1), "did you mean 'nodes'"),
+    ],
+)
+def test_structural_errors_point_at_the_field_and_say_what_to_do(
+    snippet: str, code: str, position: tuple[int, int], words: str
+) -> None:
+    text = "fluxgraph: 1\nid: x\nnodes: [{id: a, type: log, with: {message: hi}}]\n" + snippet + "\n"
+    (issue,) = check_flow(text, "s.yaml").errors
+    assert (issue.code, (issue.location.line, issue.location.column)) == (code, position)
+    assert words in issue.message and issue.hint
+
+
+def test_retry_delay_order_error_points_at_max_delay() -> None:
+    text = "fluxgraph: 1\nid: x\nnodes:\n  - id: a\n    type: log\n    with: {message: hi}\n"
+    text += "    retry: {initial_delay: 1m, max_delay: 1s}\n"
+    (issue,) = check_flow(text).errors
+    assert issue.dotted_path == "nodes[0].retry.max_delay" and issue.location.column == 43

@@ -169,6 +169,11 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
         message = f"unknown trigger type '{tag}'" + (f"; did you mean '{guess}'?" if guess else "")
         hint = "trigger types: " + ", ".join(sorted(TRIGGER_TAGS))
         path = (*path, "type")
+    elif kind in ("union_tag_not_found", "node_shape") and isinstance(value, Mapping):
+        code = "schema.missing"
+        message = "missing required field 'type'"
+        path = (*path, "type")
+        hint = "trigger types: " + ", ".join(sorted(TRIGGER_TAGS)) if "triggers" in path else _MISSING_HINTS["type"]
     elif kind in ("union_tag_not_found", "node_shape"):
         code = "schema.invalid_type"
         what = "trigger" if "triggers" in path else "node"
@@ -203,6 +208,12 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
             hint = "expressions are evaluated only in `with`, `if`, `items` and `outputs`; write a literal here"
         elif isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
             hint = "remove the quotes so YAML reads it as a number/boolean"
+        elif kind in ("tuple_type", "list_type"):
+            hint = f"write a list, e.g. {field}: [{value if isinstance(value, str) else '...'}]"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            hint = f"write a mapping of fields under `{field}:`"
+        else:
+            hint = f"write {_TYPE_WORDS[kind]} here"
     elif kind in (
         "greater_than",
         "greater_than_equal",
@@ -212,15 +223,43 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
         "too_long",
     ):
         code = "schema.out_of_range"
-        message = f"'{field}': {err['msg'].lower()} (got {_describe(value)})"
+        message, hint = _range_message(kind, field, value, ctx)
     elif kind == "duration":
-        message = f"'{field}': {err['msg']}"
+        message = f"'{field}': {ctx.get('reason', err['msg'])}"
+        hint = "write a duration like 500ms, 30s, 1m30s, 2h or 1d (or a number of seconds)"
     elif kind == "value_error":
         message = str(ctx.get("error", err["msg"])).removeprefix("Value error, ")
+        hint = _VALUE_HINTS.get(field, "")
+        if field == "retry" and "max_delay" in message:
+            path = (*path, "max_delay")
     else:
         message = f"'{field}': {err['msg']}"
+        hint = "see docs/fluxgraph.md for this field"
     location = source.locate(path, key=key_location) if source else Location(file)
     return Issue(code, message, location, path=path, node_id=node_id, hint=hint)
+
+
+_VALUE_HINTS = {
+    "budget": "e.g. budget: {max_cion_per_run: 10}",
+    "retry": "raise max_delay or lower initial_delay",
+}
+
+
+def _range_message(kind: str, field: str, value: Any, ctx: Mapping[str, Any]) -> tuple[str, str]:
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        hint = "add at least one node" if field in NODE_LISTS else f"give at least {least}"
+        return (
+            f"'{field}' needs at least {least} item{'s' if least != 1 else ''}, it has {ctx.get('actual_length', 0)}",
+            hint,
+        )
+    if kind == "too_long":
+        return f"'{field}' has more than {ctx.get('max_length')} items", f"keep at most {ctx.get('max_length')}"
+    bound = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", "≥"), "less_than": ("lt", "<")}.get(
+        kind, ("le", "≤")
+    )
+    limit = ctx.get(bound[0])
+    return f"'{field}' must be {bound[1]} {limit}, not {_describe(value)}", f"use a value {bound[1]} {limit}"
 
 
 def _describe(value: Any) -> str:
