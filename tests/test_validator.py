@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 from typing import Any
 
 import pytest
@@ -260,3 +262,43 @@ def test_retry_delay_order_error_points_at_max_delay() -> None:
     text += "    retry: {initial_delay: 1m, max_delay: 1s}\n"
     (issue,) = check_flow(text).errors
     assert issue.dotted_path == "nodes[0].retry.max_delay" and issue.location.column == 43
+
+
+def test_cron_input_is_not_checked_against_an_invalid_inputs_schema() -> None:
+    flow = minimal_flow(
+        inputs={"type": "0object"},
+        triggers=[{"type": "cron", "cron": "0 9 * * *", "input": {"days": 1}}],
+    )
+    assert codes(flow) == ["inputs.invalid_schema"]
+
+
+def test_validation_never_fetches_remote_schema_refs() -> None:
+    # Given a loopback server that counts requests, and an inputs schema whose $ref points at it
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "integer"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/n.json"
+        flow = minimal_flow(
+            inputs={"type": "object", "properties": {"n": {"$ref": url}}},
+            triggers=[{"type": "cron", "cron": "0 9 * * *", "input": {"n": 1}}],
+        )
+        # When it is validated, Then nothing was fetched and the ref is reported
+        assert codes(flow) == ["trigger.input_invalid"]
+        assert hits == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -22,7 +22,7 @@ from jsonschema.exceptions import ValidationError as SchemaValidationError
 from engine.dsl import expression, graph, netpolicy
 from engine.dsl.forecast import node_forecast
 from engine.dsl.issue import Issue, Location, Path, Severity
-from engine.dsl.metaschema import schema_problem
+from engine.dsl.metaschema import instance_problems, schema_problem
 from engine.dsl.model import (
     AnyNode,
     ApprovalNode,
@@ -666,12 +666,12 @@ class Checker:
                 (*base, "timezone"),
                 hint="use an IANA name such as Europe/Lisbon, America/New_York or UTC",
             )
-        if trigger.input is not None and self.flow.inputs:
-            for error in Draft202012Validator(self.flow.inputs).iter_errors(trigger.input):
+        if trigger.input is not None and self.flow.inputs and schema_problem(self.flow.inputs) is None:
+            for where, message in instance_problems(self.flow.inputs, trigger.input):
                 self.report(
                     "trigger.input_invalid",
-                    f"cron input does not match `inputs`: {error.message}",
-                    (*base, "input", *error.absolute_path),
+                    f"cron input does not match `inputs`: {message}",
+                    (*base, "input", *where),
                     hint="make the fixed input match the flow's inputs schema",
                 )
 
