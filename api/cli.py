@@ -49,6 +49,27 @@ def _check(path: str) -> tuple[Report, list[str]]:
     return report, lines
 
 
+class _Unusable(Exception):
+    """A file that cannot be read (status 2) or is not a valid flow (status 1); the reason is already printed."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _valid_flow(path: str, style: Style) -> tuple[Flow, list[str]]:
+    try:
+        report, lines = _check(path)
+    except OSError as e:
+        print(f"ionflux: cannot read {path}: {e.strerror}", file=sys.stderr)
+        raise _Unusable(2) from None
+    if report.flow is None or report.errors:
+        for issue in report.errors:
+            print(render_issue(issue, lines, style), file=sys.stderr)
+        raise _Unusable(1)
+    return report.flow, lines
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     style = Style.for_stream(sys.stdout, args.color)
     results: list[dict[str, Any]] = []
@@ -127,17 +148,14 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            report, lines = _check(path)
-        except OSError as e:
-            print(f"ionflux: cannot read {path}: {e.strerror}", file=sys.stderr)
-            return 2
-        if report.flow is None or report.errors:
-            for issue in report.errors:
-                print(render_issue(issue, lines, style), file=sys.stderr)
+            flow, lines = _valid_flow(path, style)
+        except _Unusable as e:
+            if e.status == 2:
+                return 2
             status = 1
             continue
         original = "\n".join(lines) + ("\n" if lines else "")
-        formatted = _header(original) + canonical.to_yaml(report.flow)
+        formatted = _header(original) + canonical.to_yaml(flow)
         if args.stdout or path == "-":
             sys.stdout.write(formatted)
             continue
@@ -217,15 +235,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     flows = []
     for path in (args.old, args.new):
         try:
-            report, lines = _check(path)
-        except OSError as e:
-            print(f"ionflux: cannot read {path}: {e.strerror}", file=sys.stderr)
-            return 2
-        if report.flow is None or report.errors:
-            for issue in report.errors:
-                print(render_issue(issue, lines, style), file=sys.stderr)
-            return 1
-        flows.append(report.flow)
+            flows.append(_valid_flow(path, style)[0])
+        except _Unusable as e:
+            return e.status
     result = diff(flows[0], flows[1])
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -125,3 +125,13 @@ def test_the_installed_console_script_runs() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fmt_and_diff_refuse_invalid_flows_with_located_errors(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fmt", str(files["invalid"])]) == 1
+    assert "node.unknown_type" in capsys.readouterr().err
+    assert main(["diff", str(files["valid"]), str(files["invalid"])]) == 1
+    assert f"{files['invalid']}:5:11" in capsys.readouterr().err
+    assert main(["diff", str(files["valid"]), str(files["valid"].parent / "missing.yaml")]) == 2
