@@ -182,11 +182,22 @@ def _syntax_error(e: jinja2.TemplateSyntaxError) -> ExpressionError:
             line=e.lineno or 1,
         )
     return ExpressionError(
-        f"expression syntax error: {e.message}",
+        f"expression syntax error: {_plain_reason(e.message or '')}",
         code="expr.syntax",
         hint="expressions look like {{ nodes.fetch.output.body }} or {{ inputs.days > 3 }}",
         line=e.lineno or 1,
     )
+
+
+def _plain_reason(message: str) -> str:
+    """Jinja's parser speaks of 'print statements' and tokens; say what a flow author needs to hear."""
+    if message.startswith("expected token 'end of print statement', got '='"):
+        return "'=' is not a comparison; use '==' (and '!=' for 'not equal')"
+    if message == "unexpected 'end of print statement'" or message.startswith("Expected an expression"):
+        return "the expression ends too early: something is missing after the last operator or keyword"
+    if message == "unexpected '}'":
+        return "unbalanced braces: write an expression as {{ … }}"
+    return message.replace("end of print statement", "end of the expression")
 
 
 def parse_bare(expression: str) -> Template:

@@ -48,6 +48,7 @@ NODE_FIELDS = (
     "cost_cion",
 )
 RUN_FIELDS = ("id", "flow_id", "version_id", "status", "started_at", "trigger", "error", "attempt", "url")
+JSON_TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
 
 
@@ -72,7 +73,10 @@ class Checker:
     scopes: dict[str, list[Site]] = field(default_factory=dict)
     ancestry: dict[str, graph.Ancestry] = field(default_factory=dict)
     used_secrets: set[str] = field(default_factory=set)
-    broken_needs: set[str] = field(default_factory=set)  # nodes whose needs name nothing: ancestry is partial
+    # nodes whose needs/on_error name nothing: their scope's ancestry is partial
+    broken_needs: set[str] = field(default_factory=set)
+    # second and later nodes with a taken id: checked on their own; the graph uses the first
+    duplicates: list[Site] = field(default_factory=list)
 
     # --- reporting ------------------------------------------------------------------------------------------
 
@@ -86,11 +90,15 @@ class Checker:
         node_id: str | None = None,
         key: bool = False,
         severity: Severity = "error",
-        line_offset: int = 0,
+        line: int = 0,
     ) -> None:
-        location = self.source.locate(path, key=key) if self.source else Location(self.file)
-        if line_offset and location.line:
-            location = Location(location.file, location.line + line_offset, 1)
+        """Record an issue at ``path`` (its key when ``key``; ``line`` N of a multi-line text value)."""
+        if self.source is None:
+            location = Location(self.file)
+        elif line > 1:
+            location = self.source.locate_in_value(path, line)
+        else:
+            location = self.source.locate(path, key=key)
         self.issues.append(Issue(code, message, location, path, node_id, hint, severity))
 
     # --- driver ---------------------------------------------------------------------------------------------
@@ -101,6 +109,8 @@ class Checker:
         acyclic = self._check_graph()
         for site in self.sites.values():
             self._check_node(site, acyclic)
+        for site in self.duplicates:
+            self._check_local(site)
         self._check_outputs(acyclic)
         self._check_flow_level()
         return self.issues
@@ -119,6 +129,7 @@ class Checker:
                     hint="node ids must be unique in the whole flow, including foreach bodies and on_failure",
                     node_id=node.id,
                 )
+                self.duplicates.append(Site(node, path, scope, enclosing))
                 continue
             site = Site(node, path, scope, enclosing)
             self.sites[node.id] = site
@@ -170,6 +181,7 @@ class Checker:
                             hint="use on_error: fail, continue, or another node's id",
                         )
                     elif target not in ids:
+                        self.broken_needs.add(node.id)
                         self._unknown_target("graph.unknown_error_target", target, ids, where, site, "on_error")
             order = [s.node.id for s in members]
             scope_edges = [e for e in graph.edges([s.node for s in members]) if e.source != e.target]
@@ -218,6 +230,16 @@ class Checker:
 
     # --- nodes ----------------------------------------------------------------------------------------------
 
+    def _check_local(self, site: Site) -> None:
+        """The checks that need no graph: type, `with`, control-node fields, expression syntax."""
+        node_type = self._check_type(site)
+        node = site.node
+        if isinstance(node, StepNode | ApprovalNode) and node_type is not None:
+            self._check_with(site, node_type, node.with_)
+        self._check_applicable(site)
+        for path, text in self._expression_fields(site, node_type):
+            self._parse(path, text, node.id)
+
     def _check_node(self, site: Site, acyclic: bool) -> None:
         node = site.node
         node_type = self._check_type(site)
@@ -252,7 +274,7 @@ class Checker:
                     where = "the nodes inside `do`" if isinstance(node, ForeachNode) else "the nodes after it"
                     self.report(
                         "node.field_not_applicable",
-                        f"`{name}` has no effect on a {node.type} node",
+                        f"`{name}` has no effect on {'an' if node.type[0] in 'aeiou' else 'a'} {node.type} node",
                         (*site.path, name),
                         key=True,
                         node_id=node.id,
@@ -328,16 +350,27 @@ class Checker:
                     hint=_example_hint(node_type),
                 )
         for finding in node_type.check(with_):
-            self.report(finding.code, finding.message, (*base, *finding.path), node_id=site.node.id, hint=finding.hint)
+            self.report(
+                finding.code,
+                finding.message,
+                (*base, *finding.path),
+                node_id=site.node.id,
+                hint=finding.hint,
+                line=finding.line,
+            )
 
-    def _expression_fields(self, site: Site) -> Iterator[tuple[Path, str]]:
+    def _expression_fields(self, site: Site, node_type: NodeType | None) -> Iterator[tuple[Path, str]]:
+        """The ``{{ }}`` fields of a node (its per-item expression fields are checked separately)."""
         node = site.node
         if isinstance(node.if_, str):
             yield (*site.path, "if"), node.if_
         if isinstance(node, ForeachNode) and isinstance(node.items, str):
             yield (*site.path, "items"), node.items
         if isinstance(node, StepNode | ApprovalNode):
-            yield from _strings(node.with_, (*site.path, "with"))
+            per_item = node_type.item_expressions if node_type is not None else frozenset()
+            for path, text in _strings(node.with_, (*site.path, "with")):
+                if not (len(path) == len(site.path) + 2 and path[-1] in per_item):
+                    yield path, text
 
     def _check_expressions(self, site: Site, acyclic: bool, node_type: NodeType | None) -> set[str]:
         secrets: set[str] = set()
@@ -345,13 +378,13 @@ class Checker:
         if node_type is not None and isinstance(site.node, StepNode):
             for name in sorted(node_type.item_expressions):
                 text = site.node.with_.get(name)
-                if isinstance(text, str) and not expression.has_template(text):
+                if isinstance(text, str):
                     path = (*site.path, "with", name)
                     for ref in self._parse(path, text, site.node.id, bare=True):
                         self._check_reference(ref, path, site.node.id, visible, True, secrets)
         # a foreach's own fields (items, if) are evaluated outside its loop: only *enclosing* loops define item
         in_loop = bool(site.enclosing)
-        for path, text in self._expression_fields(site):
+        for path, text in self._expression_fields(site, node_type):
             refs = self._parse(path, text, site.node.id)
             for ref in refs:
                 self._check_reference(ref, path, site.node.id, visible, in_loop, secrets)
@@ -365,7 +398,7 @@ class Checker:
         try:
             return (expression.parse_bare(text) if bare else expression.parse(text)).references
         except expression.ExpressionError as e:
-            self.report(e.code, e.message, path, node_id=node_id, hint=e.hint, line_offset=e.line - 1)
+            self.report(e.code, e.message, path, node_id=node_id, hint=e.hint, line=e.line)
             return ()
 
     def _check_reference(
@@ -393,7 +426,7 @@ class Checker:
                 f"'{root}' only exists inside a foreach's `do` nodes",
                 path,
                 node_id=node_id,
-                hint="move this node into a foreach `do:` list, or read the list itself",
+                hint=_item_hint(path, node_id),
             )
         elif root == "secrets":
             self._check_secret_ref(rest, path, node_id, secrets)
@@ -484,6 +517,8 @@ class Checker:
                 hint = f"add '{target}' to the needs of '{node_id}' (directly or through a node that needs it)"
             elif site is not None and target in site.enclosing:
                 hint = f"a foreach's output exists only after the loop: read item/index inside '{target}'"
+            elif site is not None and (loop := self._enclosing_in_scope(site, self.sites[target].scope)):
+                hint = f"add '{target}' to the needs of foreach '{loop}' (its `do` nodes see the loop's ancestors)"
             else:
                 hint = "a node can read only nodes that finish before it starts (its ancestors)"
             self.report(
@@ -493,6 +528,10 @@ class Checker:
                 node_id=node_id,
                 hint=hint,
             )
+
+    def _enclosing_in_scope(self, site: Site, scope: str) -> str | None:
+        """The foreach around ``site`` that sits in ``scope``, if any."""
+        return next((e for e in reversed(site.enclosing) if self.sites[e].scope == scope), None)
 
     def _ancestry_broken(self, node_id: str | None) -> bool:
         """A typo in needs already has its error; do not repeat it as 'not an ancestor' for every reference."""
@@ -627,9 +666,15 @@ class Checker:
     def _check_inputs(self, schema: dict[str, Any]) -> None:
         problem = schema_problem(schema)
         if problem is not None:
+            reason = problem.message
+            if problem.path and problem.path[-1] == "type" and isinstance(problem.instance, str):
+                guess = suggest(problem.instance, JSON_TYPES)
+                reason = f"{problem.instance!r} is not a JSON Schema type" + (
+                    f"; did you mean '{guess}'?" if guess else f" (types: {', '.join(JSON_TYPES)})"
+                )
             self.report(
                 "inputs.invalid_schema",
-                f"`inputs` is not a valid JSON Schema: {problem.message}",
+                f"`inputs` is not a valid JSON Schema: {reason}",
                 ("inputs", *problem.path),
                 hint="inputs is a JSON Schema of the run input: {type: object, properties: {days: {type: integer}}}",
             )
@@ -700,6 +745,14 @@ class _Visibility:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _item_hint(path: Path, node_id: str | None) -> str:
+    if node_id is None:
+        return "outputs are read after the run: read a node's output (a foreach's output is the list of items)"
+    if path and path[-1] == "items":
+        return "a foreach's `items` is evaluated before its loop starts: item/index exist only in its `do` nodes"
+    return "move this node into a foreach `do:` list, or read the whole list instead"
 
 
 def _scope_name(scope: str) -> str:

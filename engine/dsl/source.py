@@ -49,6 +49,17 @@ class SourceMap:
     file: str
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    blocks: dict[Path, tuple[int, int]] = field(default_factory=dict)  # first content line of | and > scalars
+
+    def locate_in_value(self, path: Path, line: int) -> Location:
+        """The position of 1-based ``line`` inside the text value at ``path`` (multi-line code, templates)."""
+        if path in self.blocks:
+            first, column = self.blocks[path]
+            return Location(self.file, first + line - 1, column)
+        start = self.locate(path)
+        if line <= 1 or not start.line:
+            return start
+        return Location(self.file, start.line + line - 1, 1)
 
     def locate(self, path: Path, *, key: bool = False) -> Location:
         """The position of ``path`` (its key when ``key``), else of its nearest located ancestor."""
@@ -134,6 +145,7 @@ class _Builder:
         self.issues: list[Issue] = []
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.total = 0
+        self.lines: list[str] = []
 
     def fail(self, code: str, message: str, mark: Any, hint: str = "", path: Path = ()) -> FlowValidationError:
         self.issues.append(Issue(code, message, self._loc(mark), path=path, hint=hint))
@@ -151,9 +163,22 @@ class _Builder:
             mark = e.problem_mark or e.context_mark
             message = " ".join(p for p in (e.context, e.problem) if p) or "invalid YAML"
             hint = "check the indentation and quoting around this position"
+            opened = e.context or ""
+            if e.context_mark is not None and ("quoted scalar" in opened or "flow" in opened):
+                # An unclosed quote or bracket is only noticed lines later; point where it was opened.
+                end = f"line {e.problem_mark.line + 1}" if e.problem_mark is not None else "the end"
+                what = (
+                    "a quoted string" if "quoted" in opened else ("a [ list" if "sequence" in opened else "a { mapping")
+                )
+                problem = (e.problem or "the end").removeprefix("found ").removeprefix("did not find ")
+                message = f"{what} opened here is never closed ({problem} at {end})"
+                hint = "close the quote or bracket opened here (or quote the whole value)"
+                mark = e.context_mark
             if mark is not None and "\t" in _line_of(text, mark.line):
                 hint = "YAML indentation must use spaces, not tabs: replace the tabs on this line with spaces"
-            raise self.fail("yaml.syntax", f"YAML syntax error: {message}", mark, hint) from None
+            raise self.fail(
+                "yaml.syntax", message if mark is e.context_mark else f"YAML syntax error: {message}", mark, hint
+            ) from None
         except yaml.reader.ReaderError as e:
             line = text.count("\n", 0, e.position) + 1
             column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
@@ -167,7 +192,15 @@ class _Builder:
             )
             raise FlowValidationError(self.issues) from None
 
+    def _record_block(self, path: Path, indicator_line: int) -> None:
+        for k in range(indicator_line + 1, len(self.lines)):
+            content = self.lines[k]
+            if content.strip():
+                self.source.blocks[path] = (k + 1, len(content) - len(content.lstrip(" ")) + 1)
+                return
+
     def _build(self, text: str) -> Document:
+        self.lines = text.splitlines()
         loader = _Loader(text)
         try:
             return self._consume(loader)
@@ -213,7 +246,12 @@ class _Builder:
                 continue
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor not in self.anchors:
-                    raise self.fail("yaml.syntax", f"unknown alias *{event.anchor}", event.start_mark)
+                    raise self.fail(
+                        "yaml.syntax",
+                        f"unknown alias *{event.anchor}",
+                        event.start_mark,
+                        f"define the anchor first: put &{event.anchor} before the value it names, above this line",
+                    )
                 value, size = self.anchors[event.anchor]
                 self.source.values[path] = _position(event.start_mark)
                 self._count(size, event.start_mark)
@@ -225,6 +263,8 @@ class _Builder:
             self.source.values[path] = _position(event.start_mark)
             if isinstance(event, yaml.ScalarEvent):
                 value = self._scalar(event, path)
+                if event.style in ("|", ">"):
+                    self._record_block(path, _position(event.start_mark)[0] - 1)
                 self._count(1, event.start_mark)
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
@@ -335,7 +375,7 @@ class _Builder:
             return
         raise self.fail(
             "yaml.unsupported_tag",
-            f"unsupported YAML tag {tag!r}",
+            f"unsupported YAML tag {_tag_text(tag)}",
             event.start_mark,
             "FluxGraph is plain JSON-like data: remove the tag",
             path,
@@ -371,7 +411,7 @@ class _Builder:
             )
         raise self.fail(
             "yaml.unsupported_tag",
-            f"unsupported YAML tag {tag!r}",
+            f"unsupported YAML tag {_tag_text(tag)}",
             event.start_mark,
             "FluxGraph is plain JSON-like data: remove the tag, or quote the value to keep it as text",
             path,
@@ -419,6 +459,10 @@ def _line_of(text: str, line: int) -> str:
 
 def _codepoint(character: str | int) -> int:
     return character if isinstance(character, int) else ord(character)
+
+
+def _tag_text(tag: str) -> str:
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
 
 
 def _position(mark: Any) -> tuple[int, int]:

@@ -180,7 +180,11 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
         message = f"a {what} must be a mapping with a `type`, not {_describe(value)}"
         hint = "write it as `- id: ...` / `type: ...` lines under the list"
     elif kind == "literal_error":
-        if path == ("fluxgraph",):
+        if path == ("fluxgraph",) and isinstance(value, str):
+            code = "schema.invalid_type"
+            message = f"`fluxgraph` must be the number 1, not the text {value!r}"
+            hint = "remove the quotes: fluxgraph: 1"
+        elif path == ("fluxgraph",):
             code = "schema.unsupported_version"
             message = f"unsupported FluxGraph version {value!r}; this IONFLUX reads version 1"
             hint = "set `fluxgraph: 1`"

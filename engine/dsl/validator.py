@@ -7,6 +7,11 @@
 
 Both accept the same input a co-pilot draft produces (``check_data``), so Jules's flows pass the same validator
 as a person's YAML.
+
+Validation has two phases. Structure first (YAML, then the typed model): every structural problem in the file
+is reported. Only a structurally valid flow reaches the whole-flow checks (graph, types, expressions,
+permissions, triggers), which again report every problem; a flow with structural errors shows those alone,
+since the later checks would be guessing at what the document means.
 """
 
 from __future__ import annotations

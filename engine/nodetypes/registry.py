@@ -42,12 +42,14 @@ class CostEstimate:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A type-specific problem in a node's ``with``; ``path`` is relative to ``with``."""
+    """A type-specific problem in a node's ``with``; ``path`` is relative to ``with``, ``line`` is the line inside
+    a multi-line text value (inline code), 0 when the whole value is meant."""
 
     path: tuple[str | int, ...]
     code: str
     message: str
     hint: str = ""
+    line: int = 0
 
 
 def no_requirements(with_: Mapping[str, Any]) -> Requirements:

@@ -28,6 +28,7 @@ def _python_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
             "code.syntax",
             f"Python syntax error on line {e.lineno} of the code: {e.msg}",
             "fix the code; it must define def main(input): ... and return a JSON value",
+            line=e.lineno or 0,
         )
         return
     if not any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):

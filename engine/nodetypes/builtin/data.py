@@ -114,9 +114,16 @@ def _jmespath_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
             yield Finding(
                 ("path",),
                 "node.with_invalid",
-                f"invalid JMESPath expression: {str(e).splitlines()[0]}",
+                f"invalid JMESPath expression: {_jmespath_reason(e)}",
                 "see https://jmespath.org for the syntax, e.g. orders[?total > `100`].id",
             )
+
+
+def _jmespath_reason(error: jmespath.exceptions.JMESPathError) -> str:
+    reason = str(error).splitlines()[0].removeprefix("Invalid jmespath expression: ").split(": Parse error")[0]
+    reason = reason.removesuffix(", for expression:").rstrip(": ") or "invalid expression"
+    position = getattr(error, "lex_position", None)
+    return f"{reason} (at character {position + 1})" if isinstance(position, int) else reason
 
 
 JSON_EXTRACT = NodeType(

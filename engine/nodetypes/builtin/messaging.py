@@ -80,17 +80,29 @@ DISCORD_POST = NodeType(
 
 def _slack_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
     has_webhook = "webhook_url" in with_
-    has_api = "token" in with_ or "channel" in with_
-    if has_webhook == has_api:
+    api_keys = [k for k in ("token", "channel") if k in with_]
+    if has_webhook and api_keys:
+        yield Finding(
+            (api_keys[0],),
+            "node.with_conflict",
+            f"slack.post takes either `webhook_url` or `token` + `channel`, not both (`{api_keys[0]}` here)",
+            "keep webhook_url for an incoming webhook, or token + channel for the Web API (chat.postMessage)",
+        )
+    elif not has_webhook and not api_keys:
         yield Finding(
             (),
-            "node.with_invalid",
-            "slack.post needs either `webhook_url`, or `token` and `channel` (Web API), not both",
-            "use an incoming-webhook URL, or a bot token with chat:write and the channel",
+            "node.with_missing",
+            "slack.post needs `webhook_url`, or `token` and `channel`",
+            "add webhook_url: '{{ secrets.slack_webhook }}' (or a bot token with chat:write and a channel)",
         )
-    elif has_api and not ("token" in with_ and "channel" in with_):
-        missing = "channel" if "token" in with_ else "token"
-        yield Finding((), "node.with_invalid", f"slack.post with the Web API also needs `{missing}`", "")
+    elif not has_webhook and len(api_keys) == 1:
+        missing = "channel" if api_keys == ["token"] else "token"
+        yield Finding(
+            (),
+            "node.with_missing",
+            f"slack.post with the Web API also needs `{missing}`",
+            "add token: '{{ secrets.slack_bot_token }}' and channel: '#general' (a channel name or id)",
+        )
 
 
 SLACK_POST = NodeType(
