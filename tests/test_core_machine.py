@@ -14,6 +14,8 @@ from engine.core.state import RunStatus, StepError, StepKey
 from tests.core_helpers import BOOM, FATAL, executor, plan_of, run, statuses
 
 HEAD = "fluxgraph: 1\nid: t\n"
+B_LOG = "  - {id: b, type: log, needs: [a], with: {message: m}}\n"
+B_SET = "  - {id: b, type: data.set, needs: [a], with: {x: 2}}\n"
 
 
 def test_parallel_branches_join_and_outputs() -> None:
