@@ -7,8 +7,11 @@ import re
 from engine.nodetypes.builtin import builtin_registry
 from tests.conftest import ROOT
 
-CODE = re.compile(r'"((?:yaml|schema|node|graph|expr|ref|perm|trigger|inputs|secret|budget|code)\.[a-z_]+)"')
-RUNTIME_ONLY = {"expr.error"}  # the base class default; never reported itself
+CODE = re.compile(
+    r'"((?:yaml|schema|node|graph|expr|ref|perm|trigger|inputs|secret|budget|code|run|step|approval|foreach|flow)'
+    r'\.[a-z_]+)"'
+)
+RUNTIME_ONLY = {"expr.error", "flow.invalid"}  # class-level defaults of error types, never reported as issues
 
 
 def emitted_codes() -> set[str]:
