@@ -51,3 +51,24 @@ def test_changed_fields_are_deep_paths() -> None:
     new = BASE.replace('with: {url: "https://a.example.com/x"}', 'with: {url: "https://a.example.com/y"}')
     (change,) = diff(load_flow(BASE), load_flow(new)).changed_nodes
     assert change.fields == ("with.url",)
+
+
+def test_moving_a_node_into_a_loop_and_reordering_nodes_are_reported() -> None:
+    base = (
+        "fluxgraph: 1\nid: d\nnodes:\n  - {id: a, type: log, with: {message: a}}\n"
+        "  - {id: b, type: log, with: {message: b}}\n"
+    )
+    looped = (
+        "fluxgraph: 1\nid: d\nnodes:\n  - {id: b, type: log, with: {message: b}}\n"
+        "  - {id: l, type: foreach, items: [1], do: [{id: a, type: log, with: {message: a}}]}\n"
+    )
+    moved = diff(load_flow(base), load_flow(looped))
+    assert [(c.id, c.fields) for c in moved.changed_nodes] == [("a", ("(list)",))]
+    assert "~ node a (log): (list)" in moved.render()
+    swapped = (
+        base.replace("{id: a, type: log, with: {message: a}}", "X")
+        .replace("{id: b, type: log, with: {message: b}}", "{id: a, type: log, with: {message: a}}")
+        .replace("X", "{id: b, type: log, with: {message: b}}")
+    )
+    reordered = diff(load_flow(base), load_flow(swapped))
+    assert not reordered.empty and reordered.changed_fields == ("order of nodes",)

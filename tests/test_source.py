@@ -119,3 +119,27 @@ def test_limits_are_configurable() -> None:
     with pytest.raises(FlowValidationError) as e:
         parse_yaml("a: [[[1]]]\n", limits=Limits(max_depth=2))
     assert e.value.codes == ["yaml.too_deep"]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "code"),
+    [
+        ("budget: {max_cion_per_run: 1e400}", "yaml.unsupported_value"),
+        ("nodes: [{id: a, type: data.set, with: {x: 1e400}}]", "yaml.unsupported_value"),
+        ("nodes: [{id: a, type: data.set, with: {x: " + "9" * 5000 + "}}]", "yaml.unsupported_value"),
+        ("nodes: [{id: a, type: log, with: {message: hi}, timeout: " + "9" * 19 + "}]", "schema.invalid_value"),
+        ("nodes: [{id: a, type: log, with: {message: hi}, timeout: 1e300}]", "schema.invalid_value"),
+    ],
+)
+def test_numbers_that_cannot_be_kept_exactly_are_errors_not_crashes(snippet: str, code: str) -> None:
+    text = "fluxgraph: 1\nid: x\n" + snippet + "\n"
+    if "nodes:" not in snippet:
+        text += "nodes: [{id: a, type: log, with: {message: hi}}]\n"
+    assert code in _bounded(lambda: text)
+
+
+def test_aliases_cannot_bypass_the_depth_limit() -> None:
+    # Given five anchors, each 60 levels deep and nesting the previous one through an alias
+    lines = ["a0: &a0 " + "[" * 60 + "1" + "]" * 60]
+    lines += [f"a{k}: &a{k} " + "[" * 60 + f"*a{k - 1}" + "]" * 60 for k in range(1, 5)]
+    assert _bounded(lambda: "\n".join(lines) + "\n") == ["yaml.too_deep"]

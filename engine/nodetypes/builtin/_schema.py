@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.dsl.expression import has_template
 from engine.dsl.netpolicy import Target, url_target
@@ -28,14 +30,42 @@ def obj(properties: Mapping[str, Any], *required: str, **extra: Any) -> dict[str
     }
 
 
+def _authority(url: str) -> tuple[str, str] | None:
+    """(scheme, host[:port]) as written, or None when the URL is not ``scheme://...``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return scheme, authority.rpartition("@")[2]
+
+
 def literal_target(url: object) -> Target | None:
-    """Where ``url`` goes when its scheme and host are written literally (no expression before the path)."""
+    """Where ``url`` goes when its scheme, host and port are written literally (expressions elsewhere in the
+    URL, in its path, query or credentials, do not hide the host)."""
     if not isinstance(url, str):
         return None
-    authority = "/".join(url.split("/", 3)[:3])
-    if has_template(authority):
+    parts = _authority(url)
+    if parts is None or has_template(parts[0]) or has_template(parts[1]):
         return None
     return url_target(url)
+
+
+def url_problem(url: object) -> str | None:
+    """Why a literal URL cannot be requested, or None (URLs that start with an expression are checked later)."""
+    if not isinstance(url, str) or url.lstrip().startswith(("{{", "{%")):
+        return None
+    parts = _authority(url)
+    if parts is None or parts[0].lower() not in ("http", "https") or "\\" in url.split("?")[0]:
+        return f"{url[:60]!r} is not an absolute http(s) URL"
+    if has_template(parts[1]):
+        return None
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+    except ValueError as e:
+        return f"{url[:60]!r}: {e}"
+    if url_target(url) is None:
+        return f"{url[:60]!r} has no host"
+    return None
 
 
 def targets_of(url: object) -> frozenset[Target]:

@@ -10,7 +10,7 @@ import jmespath
 import jmespath.exceptions
 
 from engine.dsl.expression import has_template
-from engine.nodetypes.builtin._schema import ANY, DURATION, NON_EMPTY, STRING, STRING_MAP, obj, targets_of
+from engine.nodetypes.builtin._schema import ANY, DURATION, NON_EMPTY, STRING, STRING_MAP, obj, targets_of, url_problem
 from engine.nodetypes.registry import Finding, NodeType, Requirements, flat_cost
 
 HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -47,11 +47,9 @@ def _http_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
             f"`{body_kinds[0]}` and `{body_kinds[1]}` both set the request body",
             "keep one of json (JSON body), form (URL-encoded form) or body (raw text)",
         )
-    url = with_.get("url")
-    if isinstance(url, str) and not has_template(url.split("/", 3)[0]) and "://" in url:
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in ("http", "https"):
-            yield Finding(("url",), "node.with_invalid", f"unsupported URL scheme {scheme!r}", "use http or https")
+    problem = url_problem(with_.get("url"))
+    if problem is not None:
+        yield Finding(("url",), "node.with_invalid", problem, "write the full URL: https://api.example.com/path")
 
 
 HTTP_REQUEST = NodeType(

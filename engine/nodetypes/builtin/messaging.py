@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.dsl.expression import has_template
-from engine.nodetypes.builtin._schema import ANY, NON_EMPTY, STRING, obj, targets_of
+from engine.nodetypes.builtin._schema import ANY, NON_EMPTY, STRING, obj, targets_of, url_problem
 from engine.nodetypes.registry import Finding, NodeType, Requirements, flat_cost
 
 #: A NATS subject to publish to: dot-separated tokens, no wildcards, no whitespace.
@@ -51,7 +51,14 @@ EMAIL_SEND = NodeType(
 )
 
 
+def _webhook_url_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    problem = url_problem(with_.get("webhook_url"))
+    if problem is not None:
+        yield Finding(("webhook_url",), "node.with_invalid", problem, "paste the full webhook URL, or use a secret")
+
+
 def _discord_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    yield from _webhook_url_check(with_)
     if "content" not in with_ and "embeds" not in with_:
         yield Finding((), "node.with_invalid", "a Discord message needs `content` or `embeds`", "add content: ...")
 
@@ -79,6 +86,7 @@ DISCORD_POST = NodeType(
 
 
 def _slack_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    yield from _webhook_url_check(with_)
     has_webhook = "webhook_url" in with_
     api_keys = [k for k in ("token", "channel") if k in with_]
     if has_webhook and api_keys:
