@@ -8,7 +8,7 @@ import pytest
 from engine.dsl.netpolicy import Target
 from engine.dsl.schema import accepting_expressions
 from engine.nodetypes.builtin import builtin_registry
-from engine.nodetypes.registry import NodeType, Registry, UnknownNodeTypeError
+from engine.nodetypes.registry import NodeType, Registry, RegistryError, UnknownNodeTypeError
 from tests.conftest import ROOT
 
 REGISTRY = builtin_registry()
@@ -75,3 +75,9 @@ def test_http_request_needs_the_literal_host_only() -> None:
         Target("api.example.com", 8443, explicit=True)
     }
     assert http.requires({"url": "https://{{ inputs.host }}/x"}).targets == frozenset()
+
+
+def test_the_shared_builtin_registry_is_read_only() -> None:
+    with pytest.raises(RegistryError, match="read-only") as e:
+        REGISTRY.register(NodeType("x.y", "x", "X.", {}, {}))
+    assert e.value.code == "registry.invalid" and "register_builtins" in e.value.hint

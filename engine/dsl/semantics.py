@@ -828,16 +828,12 @@ def _example_hint(node_type: NodeType) -> str:
     return f"example: with: {{{pairs}}}"
 
 
-_VALIDATORS: dict[int, tuple[NodeType, Draft202012Validator]] = {}
-
-
 def _validator(node_type: NodeType) -> Draft202012Validator:
-    """One compiled schema validator per registered type (the entry keeps the type alive, so ids stay unique)."""
-    entry = _VALIDATORS.get(id(node_type))
-    if entry is None or entry[0] is not node_type:
-        entry = (node_type, Draft202012Validator(dict(node_type.with_schema)))
-        _VALIDATORS[id(node_type)] = entry
-    return entry[1]
+    """The compiled `with` validator, built once and kept on the type itself."""
+    validator = node_type.memo.get("with_validator")
+    if validator is None:
+        validator = node_type.memo["with_validator"] = Draft202012Validator(dict(node_type.with_schema))
+    return validator
 
 
 def _fires(expression: str) -> bool:

@@ -96,12 +96,20 @@ class NodeType:
     check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
     item_expressions: frozenset[str] = frozenset()
     example: Mapping[str, Any] = field(default_factory=dict)
+    # derived, reusable objects (e.g. the compiled `with` validator), kept with the type they belong to
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
-            raise ValueError(
+            raise RegistryError(
                 f"node type name {self.name!r} must look like family.action (lower case, e.g. 'http.request')"
             )
+
+
+class RegistryError(IonfluxError, ValueError):
+    """Raised when a node type is defined or registered wrongly (a bad name, a duplicate, a frozen registry)."""
+
+    code = "registry.invalid"
 
 
 class UnknownNodeTypeError(IonfluxError):
@@ -115,12 +123,26 @@ class Registry:
 
     def __init__(self, types: Iterable[NodeType] = ()) -> None:
         self._types: dict[str, NodeType] = {}
+        self._frozen = False
         for t in types:
             self.register(t)
 
+    def freeze(self) -> Registry:
+        """Refuse further registrations (the shared built-in registry is frozen)."""
+        self._frozen = True
+        return self
+
     def register(self, node_type: NodeType, *, replace: bool = False) -> NodeType:
+        if self._frozen:
+            raise RegistryError(
+                f"cannot register {node_type.name!r}: this registry is read-only",
+                hint="build your own: registry = register_builtins(Registry()); registry.register(...)",
+            )
         if node_type.name in self._types and not replace:
-            raise ValueError(f"node type {node_type.name!r} is already registered; pass replace=True to override it")
+            raise RegistryError(
+                f"node type {node_type.name!r} is already registered",
+                hint="pass replace=True to override it",
+            )
         self._types[node_type.name] = node_type
         return node_type
 

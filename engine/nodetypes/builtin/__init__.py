@@ -22,5 +22,5 @@ def register_builtins(registry: Registry) -> Registry:
 
 @cache
 def builtin_registry() -> Registry:
-    """The registry of built-in types; shared and read-only by convention (copy it to extend)."""
-    return register_builtins(Registry())
+    """The registry of built-in types: shared, so frozen (extend ``register_builtins(Registry())`` instead)."""
+    return register_builtins(Registry()).freeze()
