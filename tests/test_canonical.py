@@ -6,7 +6,9 @@ import base64
 import hashlib
 import json
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from engine.dsl.canonical import canonical_json, to_yaml, version_id
 from engine.dsl.validator import load_flow
@@ -94,3 +96,16 @@ def test_canonical_yaml_quotes_strings_that_would_read_back_as_other_types() -> 
     text = to_yaml(flow)
     assert load_flow(text) == flow
     assert yaml.safe_load(text)["nodes"][0]["with"]["a"] == "0o17"
+
+
+def test_a_validated_flow_cannot_be_changed_under_its_id() -> None:
+    flow = load_flow(EXAMPLE)
+    vid = version_id(flow)
+    fetch = flow.nodes[0]
+    with pytest.raises(TypeError, match="immutable"):
+        fetch.with_["url"] = "https://evil.example.net"  # type: ignore[union-attr]
+    with pytest.raises(AttributeError):  # a tuple
+        fetch.permissions.net.append("evil.example.net")  # type: ignore[union-attr]
+    with pytest.raises(ValidationError):
+        fetch.id = "other"  # type: ignore[misc]
+    assert version_id(flow) == vid and hash(flow) == hash(load_flow(EXAMPLE))

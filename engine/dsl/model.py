@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from engine.dsl.duration import Duration
+from engine.dsl.frozen import FrozenDict, freeze
 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -37,6 +39,8 @@ NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 HostPattern = Annotated[str, StringConstraints(pattern=HOST_PATTERN)]
 Condition = str | bool
+# data written by the flow author: deeply frozen, so a validated version can never change under its id
+Data = Annotated[dict[str, Any], AfterValidator(freeze)]
 
 
 class Model(BaseModel):
@@ -99,14 +103,14 @@ class BaseNode(Model):
 class StepNode(BaseNode):
     """A node of any registered type except the control types below."""
 
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: Data = Field(default_factory=FrozenDict, alias="with")
 
 
 class ForeachNode(BaseNode):
     """``type: foreach``: run ``do`` once per item of ``items``; the output is the list of per-item outputs."""
 
     type: Literal["foreach"]
-    items: str | list[Any]
+    items: str | Annotated[list[Any], AfterValidator(freeze)]
     concurrency: int = Field(1, ge=1, le=100)
     do: tuple[Node, ...] = Field(min_length=1, strict=False)
 
@@ -115,7 +119,7 @@ class ApprovalNode(BaseNode):
     """``type: approval``: pause until approved or rejected; ``timeout`` then ``on_timeout`` decides."""
 
     type: Literal["approval"]
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: Data = Field(default_factory=FrozenDict, alias="with")
     on_timeout: Literal["reject", "approve"] = "reject"
 
 
@@ -173,7 +177,7 @@ class CronTrigger(Model):
     cron: str
     timezone: str = "UTC"
     misfire: Literal["skip", "run_once"] = "skip"
-    input: dict[str, Any] | None = None
+    input: Data | None = None
 
 
 class EventTrigger(Model):
@@ -221,12 +225,12 @@ class Flow(Model):
     name: str | None = None
     description: str | None = None
     tags: tuple[str, ...] = Field((), strict=False)
-    inputs: dict[str, Any] | None = None
+    inputs: Data | None = None
     triggers: tuple[Trigger, ...] = Field((), strict=False)
     secrets: tuple[SecretName, ...] = Field((), strict=False)
     budget: Budget | None = None
     nodes: tuple[Node, ...] = Field(min_length=1, strict=False)
-    outputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: Data = Field(default_factory=FrozenDict)
     on_failure: tuple[Node, ...] = Field((), strict=False)
 
 
