@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.core.plan import Plan, compile_plan
-from engine.core.simulate import Simulation
-from engine.core.state import RunState, StepError, StepKey, StepStatus
+from engine.core.simulate import SimulatedStep, Simulation
+from engine.core.state import RunState, StepError, StepStatus
 from engine.dsl.validator import load_flow
 
 
@@ -19,16 +19,17 @@ def executor(
     results: Mapping[str, Any] | None = None,
     fail: Mapping[str, StepError] | None = None,
     fail_times: Mapping[str, int] | None = None,
-) -> Callable[[StepKey, int, Any], Any]:
+) -> Callable[[SimulatedStep], Any]:
     """Steps return ``results[node]`` (or their evaluated ``with``); ``fail`` nodes fail (the first
     ``fail_times[node]`` attempts only, when given)."""
     results, fail, fail_times = results or {}, fail or {}, fail_times or {}
 
-    def run(key: StepKey, attempt: int, with_: Any) -> Any:
-        if key.node in fail and attempt <= fail_times.get(key.node, 10**9):
-            return fail[key.node]
-        value = results.get(key.node, with_)
-        return value(with_) if callable(value) else value
+    def run(step: SimulatedStep) -> Any:
+        node = step.key.node
+        if node in fail and step.attempt <= fail_times.get(node, 10**9):
+            return fail[node]
+        value = results.get(node, step.with_)
+        return value(step.with_) if callable(value) else value
 
     return run
 

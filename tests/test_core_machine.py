@@ -9,7 +9,7 @@ import pytest
 from engine.core import events as ev
 from engine.core.decisions import CancelStep, FinishRun, RequestApproval, ScheduleTimer, StartChildRun, StartStep
 from engine.core.machine import InvalidEvent, advance
-from engine.core.simulate import EPOCH, Simulation
+from engine.core.simulate import EPOCH, SimulatedStep, Simulation
 from engine.core.state import RunStatus, StepError, StepKey
 from tests.core_helpers import BOOM, FATAL, executor, plan_of, run, statuses
 
@@ -118,8 +118,8 @@ nodes:
 """
     )
 
-    def exe(key: StepKey, attempt: int, with_: object) -> object:
-        return FATAL if key.frames[-1][1] == 1 else with_
+    def exe(step: SimulatedStep) -> object:
+        return FATAL if step.key.frames[-1][1] == 1 else step.with_
 
     _, state = run(plan, executor=exe)
     assert state.status is RunStatus.FAILED

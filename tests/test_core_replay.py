@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from engine.core import events as ev
 from engine.core.machine import advance
 from engine.core.plan import Plan, compile_plan
-from engine.core.simulate import Simulation
+from engine.core.simulate import SimulatedStep, Simulation
 from engine.core.state import RunState, StepError, StepKey
 from engine.dsl.validator import load_data, load_flow
 from tests.conftest import FLOWS
@@ -29,7 +29,7 @@ def replay(plan: Plan, log: list[ev.Event]) -> tuple[RunState | None, list[objec
 
 def test_replaying_the_demo_run_reproduces_its_decisions() -> None:
     plan = compile_plan(load_flow((FLOWS / "demo-orders-digest.yaml").read_bytes()))
-    sim = Simulation(plan, lambda key, attempt, with_: {"count": 3, "text": "ok"}, secrets={
+    sim = Simulation(plan, lambda step: {"count": 3, "text": "ok"}, secrets={
         "shop_token": "t", "discord_sales_webhook": "https://discord.com/api/webhooks/1/x",
     })  # fmt: skip
     sim.start({"days": 1, "busy_day_orders": 2, "owner_email": "ana@shop.pt"})
@@ -83,11 +83,11 @@ def test_random_runs_always_finish_settled_and_replay_identically(
     flow_data, failures, retryable = case
     plan = compile_plan(load_data(flow_data))
 
-    def exe(key: StepKey, attempt: int, with_: Any) -> Any:
-        node = key.node if not key.frames else "inner"
-        if attempt <= failures.get(node, 0):
-            return StepError("test.fail", f"{key} attempt {attempt}", retryable.get(node, False))
-        return with_
+    def exe(step: SimulatedStep) -> Any:
+        node = step.key.node if not step.key.frames else "inner"
+        if step.attempt <= failures.get(node, 0):
+            return StepError("test.fail", f"{step.key} attempt {step.attempt}", retryable.get(node, False))
+        return step.with_
 
     sim = Simulation(plan, exe)
     state = sim.start({"flag": flag})

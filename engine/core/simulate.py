@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.core import events as ev
-from engine.core.context import step_input
+from engine.core.context import expression_context, step_input
 from engine.core.decisions import (
     CancelStep,
     Decision,
@@ -27,15 +27,27 @@ from engine.core.plan import Plan
 from engine.core.state import RunState, StepError, StepKey, Timer
 from engine.dsl.expression import ExpressionError
 
-#: An executor gets the step key, the attempt and the evaluated ``with``; it returns the output or a StepError.
-Executor = Callable[[StepKey, int, Any], Any]
+
+@dataclass(frozen=True, slots=True)
+class SimulatedStep:
+    """What a simulated executor gets: the step, its attempt, its evaluated ``with`` and expression context."""
+
+    key: StepKey
+    attempt: int
+    node_type: str
+    with_: Any
+    context: Mapping[str, Any]
+
+
+#: An executor returns the step's output, or a StepError to fail the attempt.
+Executor = Callable[[SimulatedStep], Any]
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 STEP_TIME = timedelta(milliseconds=10)
 
 
-def default_executor(key: StepKey, attempt: int, with_: Any) -> Any:
-    """What the data built-ins return (enough for flows that only move data around)."""
-    return with_
+def default_executor(step: SimulatedStep) -> Any:
+    """Return the evaluated ``with`` (what ``data.set`` does; enough for flows that only move data around)."""
+    return step.with_
 
 
 @dataclass
@@ -87,7 +99,9 @@ class Simulation:
             self.clock += STEP_TIME
             try:
                 with_ = step_input(self.plan, self.state, decision.key, self.secrets)
-                result = self.executor(decision.key, decision.attempt, with_)
+                context = expression_context(self.plan, self.state, decision.key)
+                step = SimulatedStep(decision.key, decision.attempt, decision.node_type, with_, context)
+                result = self.executor(step)
             except ExpressionError as e:
                 result = StepError(e.code, f"{decision.key}: {e.message}")
             if isinstance(result, StepError):

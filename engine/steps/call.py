@@ -1,0 +1,42 @@
+"""What an executor receives and how it fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.core.state import StepError, StepKey
+from engine.errors import IonfluxError
+
+
+class StepFailure(IonfluxError):
+    """Raised by an executor when the step fails; ``retryable`` says whether another attempt could succeed."""
+
+    code = "step.failed"
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, hint: str = "") -> None:
+        super().__init__(message, hint=hint, code=code)
+        self.retryable = retryable
+
+    def to_step_error(self, key: StepKey) -> StepError:
+        return StepError(self.code, f"{key}: {self.message}", self.retryable)
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """One attempt of one step: its resolved ``with`` and the expression context it ran in.
+
+    ``context`` is what expressions see (inputs, trigger, run, nodes, item/index), without secrets: executors
+    that evaluate per-item expressions (``data.filter``'s ``where``) use it. ``log`` collects the step's log lines.
+    """
+
+    key: StepKey
+    attempt: int
+    node_type: str
+    with_: Mapping[str, Any]
+    context: Mapping[str, Any] = field(default_factory=dict)
+    log: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
+
+
+Executor = Callable[[StepCall], Any]
