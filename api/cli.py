@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +17,13 @@ from api.terminal import Style, render_issue
 from engine.dsl import canonical, graph
 from engine.dsl.diff import diff
 from engine.dsl.forecast import flow_forecast
+from engine.dsl.issue import Issue, Location
 from engine.dsl.model import Flow, ForeachNode
 from engine.dsl.schema import render as render_schema
 from engine.dsl.validator import Report, check_flow
 from engine.nodetypes.builtin import builtin_registry
 
 DEMO_FLOW = "demo-orders-digest.yaml"
-_COMMENT = re.compile(r"(^|\s)#")
 
 
 def flows_dir() -> Path:
@@ -61,7 +60,7 @@ def _valid_flow(path: str, style: Style) -> tuple[Flow, list[str]]:
     try:
         report, lines = _check(path)
     except OSError as e:
-        print(f"ionflux: cannot read {path}: {e.strerror}", file=sys.stderr)
+        print(f"ionflux: cannot read {path}: {_os_reason(e)}", file=sys.stderr)
         raise _Unusable(2) from None
     if report.flow is None or report.errors:
         for issue in report.errors:
@@ -73,15 +72,20 @@ def _valid_flow(path: str, style: Style) -> tuple[Flow, list[str]]:
 def cmd_validate(args: argparse.Namespace) -> int:
     style = Style.for_stream(sys.stdout, args.color)
     results: list[dict[str, Any]] = []
-    failed = False
+    invalid = unreadable = False
     for path in args.files:
         try:
             report, lines = _check(path)
         except OSError as e:
-            print(f"ionflux: cannot read {path}: {e.strerror}", file=sys.stderr)
-            return 2
+            # One unreadable file must not hide the verdict on the others: report it, go on, exit 2 at the end.
+            reason = _os_reason(e)
+            print(f"ionflux: cannot read {path}: {reason}", file=sys.stderr)
+            unreadable = True
+            issue = Issue("file.unreadable", f"cannot read the file: {reason}", Location(path))
+            results.append({"file": path, "valid": False, "version_id": None, "issues": [issue.to_dict()]})
+            continue
         bad = bool(report.errors) or (args.strict and bool(report.warnings))
-        failed |= bad
+        invalid |= bad
         version = canonical.version_id(report.flow) if report.flow is not None and not report.errors else None
         if args.json:
             results.append(
@@ -107,8 +111,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 )
             )
     if args.json:
-        print(json.dumps(results if len(results) != 1 else results[0], indent=2, ensure_ascii=False))
-    return 1 if failed else 0
+        print(json.dumps(results, indent=2, ensure_ascii=False))  # always a list: one shape however many files
+    return 2 if unreadable else 1 if invalid else 0
+
+
+def _os_reason(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 def _count(flow: Flow) -> int:
@@ -124,11 +132,7 @@ def _inner_comments(text: str) -> list[int]:
     start = 0
     while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
         start += 1
-    return [k + 1 for k in range(start, len(lines)) if _COMMENT.search(_strip_quoted(lines[k]))]
-
-
-def _strip_quoted(line: str) -> str:
-    return re.sub(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^']|'')*'", "", line)
+    return [n for n in canonical.comment_lines(text) if n > start]
 
 
 def _header(text: str) -> str:
@@ -150,9 +154,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         try:
             flow, lines = _valid_flow(path, style)
         except _Unusable as e:
-            if e.status == 2:
-                return 2
-            status = 1
+            status = max(status, e.status)  # go on with the other files; an unreadable one (2) wins over 1
             continue
         original = "\n".join(lines) + ("\n" if lines else "")
         formatted = _header(original) + canonical.to_yaml(flow)
@@ -163,7 +165,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             continue
         if args.check:
             print(f"would reformat {path}", file=sys.stderr)
-            status = 1
+            status = max(status, 1)
             continue
         dropped = _inner_comments(original)
         if dropped and not args.force:
@@ -173,7 +175,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 "or pass --force to drop them",
                 file=sys.stderr,
             )
-            status = 1
+            status = max(status, 1)
             continue
         Path(path).write_text(formatted, encoding="utf-8")
         print(f"reformatted {path}", file=sys.stderr)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.dsl.canonical import canonical_json, to_yaml, version_id
-from engine.dsl.validator import load_flow
+from engine.dsl.canonical import canonical_json, comment_lines, to_yaml, version_id
+from engine.dsl.model import Flow
+from engine.dsl.validator import load_data, load_flow
 from tests.conftest import FLOWS
 
 EXAMPLE = """\
@@ -109,3 +113,93 @@ def test_a_validated_flow_cannot_be_changed_under_its_id() -> None:
     with pytest.raises(ValidationError):
         fetch.id = "other"  # type: ignore[misc]
     assert version_id(flow) == vid and hash(flow) == hash(load_flow(EXAMPLE))
+
+
+def _flow_with(**fields: Any) -> Flow:
+    return load_data({"fluxgraph": 1, "id": "t", "nodes": [{"id": "a", "type": "data.set", "with": fields}]})
+
+
+def test_long_prose_is_folded_and_long_templates_stay_on_one_line() -> None:
+    prose = "Every weekday, fetch the shop's paid orders: total them, then post a summary to the #sales channel. " * 2
+    template = (
+        "Busy day: {{ inputs.orders.count }} orders, {{ inputs.orders.revenue_text }} {{ inputs.currency }} in total"
+    )
+    url = "https://example.com/" + "a" * 120
+    flow = _flow_with(prose=prose.strip(), template=template, url=url, quote='{{ inputs.x | replace("a", "b") }}')
+    text = to_yaml(flow)
+    assert load_flow(text) == flow
+    assert "prose: >-\n" in text and "\\" not in text  # folded, not an escaped, wrapped "…\ …"
+    folded = text.split("prose: >-\n")[1].split("\n      template:")[0].splitlines()
+    assert len(folded) == 3 and all(len(line) <= 110 for line in folded)
+    assert f'template: "{template}"\n' in text  # a template is not broken across lines
+    assert f"url: {url}\n" in text
+    assert 'quote: \'{{ inputs.x | replace("a", "b") }}\'\n' in text  # single quotes only where they spare escapes
+
+
+# Text that is awkward for folding: leading/trailing/double spaces, YAML indicators, quotes, templates, non-ASCII.
+SYMBOLS = [*" \t'\"|>}[],&*!%@`\\.", "  ", ". ", "word ", "lorem ipsum dolor ", "a#b", " #c", ": ", "- ", "é€😀"]
+TEMPLATES = ["{{ inputs.x }}", " {{ inputs.x | default('a b.') }} "]  # a fold never breaks inside one
+PIECES = st.sampled_from([*SYMBOLS, *TEMPLATES])
+PROSE = st.tuples(
+    st.lists(PIECES, min_size=10, max_size=60).map("".join), st.sampled_from(["", ".", " .", "?", " "])
+).map(lambda parts: (parts[0] if len(parts[0]) > 80 else parts[0] + " filler" * 20) + parts[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(PROSE, st.sampled_from(["name", "description"]))
+def test_long_text_round_trips_whatever_style_it_gets(text: str, field: str) -> None:
+    flow = load_data(
+        {"fluxgraph": 1, "id": "t", field: text, "nodes": [{"id": "a", "type": "log", "with": {"message": text}}]}
+    )
+    dumped = to_yaml(flow)
+    assert load_flow(dumped) == flow
+    assert to_yaml(load_flow(dumped)) == dumped
+
+
+def test_canonical_yaml_is_laid_out_like_the_blueprints() -> None:
+    text = to_yaml(load_flow(EXAMPLE))
+    assert text == (
+        "fluxgraph: 1\n"
+        "id: digest\n"
+        "budget: {max_cion_per_run: 40}\n"
+        "\n"
+        "nodes:\n"
+        "  - id: fetch\n"
+        "    type: http.request\n"
+        '    with: {url: "https://api.example.com/orders", method: GET}\n'
+        "    retry: {initial_delay: 1m30s}\n"
+        "    timeout: 30s\n"
+        "    permissions: {net: [api.example.com]}\n"
+        "\n"
+        "  - id: post\n"
+        "    type: log\n"
+        "    needs: [fetch]\n"
+        '    with: {message: "{{ nodes.fetch.output.body }}"}\n'
+    )
+
+
+def test_comment_lines_follow_yaml_not_a_pattern() -> None:
+    text = (
+        "a: 1 # one\n"  # 1
+        'b: "x # y" # two\n'  # 2
+        "c: x#y\n"  # 3
+        "d: |\n"  # 4
+        "  # code, not a comment\n"  # 5
+        "# three\n"  # 6
+        'e: "multi\n'  # 7
+        '  line # text"\n'  # 8
+        "f: [1, 2] # four\n"  # 9
+        "g: 'it''s # text'\n"  # 10
+        "h: plain #five\n"  # 11
+    )
+    assert yaml.safe_load(text)["h"] == "plain" and yaml.safe_load(text)["e"] == "multi line # text"
+    assert comment_lines(text) == [1, 2, 6, 9, 11]
+    assert comment_lines("\ufeff# bom\na: 1\n") == [1]
+
+
+def test_every_blueprint_gets_the_readable_layout() -> None:
+    # The plain fallback of to_yaml (no blank lines) is only for a layout that would not read back; none here.
+    for path in sorted(FLOWS.glob("*.yaml")):
+        text = to_yaml(load_flow(path.read_bytes(), str(path)))
+        assert "\n\nnodes:\n  - id: " in text, path.name
+        assert "\\\n" not in text, path.name  # no escaped line continuations
