@@ -11,14 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.dsl.canonical import YamlDumper, to_yaml, version_id
+from engine.dsl.diff import diff
+from engine.dsl.forecast import flow_forecast
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import check_data, check_flow, load_data, load_flow
+from engine.nodetypes.builtin import builtin_registry
 from tests.conftest import FLOWS
 
 IDS = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False), TEXT
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), TEXT
 )
 JSONISH = st.recursive(
     SCALARS,
@@ -178,6 +181,12 @@ def test_random_text_mutations_only_produce_located_issues(text: str) -> None:
             assert e.issues
         else:
             raise AssertionError("load_flow accepted a flow check_flow rejected")
+    elif report.flow is not None:
+        # a mutant that is still valid must survive everything the CLI does with a flow
+        again = load_flow(to_yaml(report.flow))
+        assert again == report.flow and version_id(again) == version_id(report.flow)
+        assert diff(report.flow, again).empty
+        flow_forecast(report.flow, builtin_registry())
 
 
 @st.composite
