@@ -59,7 +59,7 @@ def time_validation(text: str, repeats: int = 5) -> float:
 
     samples = []
     for _ in range(repeats):
-        expression.parse.cache_clear()
+        expression.clear_caches()
         started = time.perf_counter()
         report = check_flow(text)
         samples.append(time.perf_counter() - started)
