@@ -41,9 +41,6 @@ from engine.dsl.expression import ExpressionError, evaluate
 from engine.dsl.forecast import node_forecast
 from engine.dsl.model import ApprovalNode, ForeachNode
 
-#: Node types the machine carries out itself (no worker, no sandbox).
-NATIVE_TYPES = frozenset({"foreach", "approval", "delay", "flow.call"})
-
 
 @dataclass(frozen=True, slots=True)
 class Transition:

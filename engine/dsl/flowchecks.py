@@ -15,7 +15,7 @@ from engine.dsl.checker import CheckerBase
 from engine.dsl.issue import Path
 from engine.dsl.metaschema import instance_problems, schema_problem
 from engine.dsl.model import CronTrigger, EventTrigger, WebhookTrigger
-from engine.dsl.structure import suggest
+from engine.dsl.structure import did_you_mean, suggest
 
 _CRON_REFERENCE = datetime(2024, 1, 1)
 JSON_TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
@@ -130,7 +130,7 @@ class FlowChecks(CheckerBase):
             guess = suggest(trigger.timezone, _zones())
             self.report(
                 "trigger.timezone_invalid",
-                f"unknown time zone {trigger.timezone!r}" + (f"; did you mean '{guess}'?" if guess else ""),
+                f"unknown time zone {trigger.timezone!r}" + did_you_mean(guess),
                 (*base, "timezone"),
                 hint="use an IANA name such as Europe/Lisbon, America/New_York or UTC",
             )

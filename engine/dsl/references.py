@@ -10,7 +10,7 @@ from engine.dsl import expression
 from engine.dsl.checker import CheckerBase, Site, strings
 from engine.dsl.issue import Path
 from engine.dsl.model import ApprovalNode, ForeachNode, StepNode
-from engine.dsl.structure import suggest
+from engine.dsl.structure import did_you_mean, suggest
 from engine.nodetypes.registry import NodeType
 
 NODE_FIELDS = (
@@ -100,7 +100,7 @@ class ReferenceChecks(CheckerBase):
             guess = suggest(root, expression.ROOTS)
             self.report(
                 "expr.unknown_name",
-                f"'{root}' is not defined in expressions" + (f"; did you mean '{guess}'?" if guess else ""),
+                f"'{root}' is not defined in expressions" + did_you_mean(guess),
                 path,
                 node_id=node_id,
                 hint="expressions can read: " + ", ".join(expression.ROOTS),
@@ -181,7 +181,7 @@ class ReferenceChecks(CheckerBase):
             guess = suggest(target, self.sites)
             self.report(
                 "ref.unknown_node",
-                f"'nodes.{target}' refers to no node" + (f"; did you mean '{guess}'?" if guess else ""),
+                f"'nodes.{target}' refers to no node" + did_you_mean(guess),
                 path,
                 node_id=node_id,
                 hint="node ids: " + ", ".join(sorted(self.sites)),
@@ -191,7 +191,7 @@ class ReferenceChecks(CheckerBase):
             guess = suggest(str(rest[1]), NODE_FIELDS)
             self.report(
                 "ref.unknown_node_field",
-                f"'nodes.{target}.{rest[1]}' does not exist" + (f"; did you mean '{guess}'?" if guess else ""),
+                f"'nodes.{target}.{rest[1]}' does not exist" + did_you_mean(guess),
                 path,
                 node_id=node_id,
                 hint="a node has: " + ", ".join(NODE_FIELDS),

@@ -21,7 +21,7 @@ from engine.dsl.forecast import node_forecast
 from engine.dsl.issue import Issue, Path
 from engine.dsl.model import AnyNode, ApprovalNode, ForeachNode, StepNode
 from engine.dsl.references import ReferenceChecks
-from engine.dsl.structure import suggest
+from engine.dsl.structure import did_you_mean, suggest
 from engine.nodetypes.registry import NodeType
 
 
@@ -141,7 +141,7 @@ class Checker(ReferenceChecks, FlowChecks):
             hint = f"{what} can only name nodes in the same list ({_scope_name(site.scope)})"
         else:
             guess = suggest(target, ids)
-            message = f"{what} names '{target}', which is not a node" + (f"; did you mean '{guess}'?" if guess else "")
+            message = f"{what} names '{target}', which is not a node" + did_you_mean(guess)
             hint = f"node ids here: {', '.join(sorted(ids))}" if ids else "add the node first"
         self.report(code, message, where, node_id=site.node.id, hint=hint)
 
@@ -227,7 +227,7 @@ class Checker(ReferenceChecks, FlowChecks):
         hint = "run `ionflux types` to list the node types"
         if name.startswith("agent."):
             hint = "agent types come from the agent registry; register the agent first, or " + hint
-        message = f"unknown node type '{name}'" + (f"; did you mean '{guess}'?" if guess else "")
+        message = f"unknown node type '{name}'" + did_you_mean(guess)
         self.report("node.unknown_type", message, (*site.path, "type"), node_id=site.node.id, hint=hint)
         return None
 
@@ -243,8 +243,7 @@ class Checker(ReferenceChecks, FlowChecks):
                     guess = suggest(extra, allowed)
                     self.report(
                         "node.with_unknown_field",
-                        f"{node_type.name} has no parameter '{extra}'"
-                        + (f"; did you mean '{guess}'?" if guess else ""),
+                        f"{node_type.name} has no parameter '{extra}'" + did_you_mean(guess),
                         (*where, extra),
                         key=True,
                         node_id=site.node.id,

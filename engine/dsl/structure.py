@@ -125,6 +125,11 @@ def context_of(path: Path) -> str:
     return ""
 
 
+def did_you_mean(guess: str | None) -> str:
+    """The "; did you mean 'x'?" suffix of a message, or nothing when no choice is close."""
+    return f"; did you mean '{guess}'?" if guess else ""
+
+
 def suggest(word: str, choices: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
@@ -160,13 +165,13 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
         key_location = True
         allowed = FIELDS_BY_CONTEXT.get(context_of(path[:-1]), [])
         guess = suggest(field, allowed)
-        message = f"unknown field '{field}'" + (f"; did you mean '{guess}'?" if guess else "")
+        message = f"unknown field '{field}'" + did_you_mean(guess)
         hint = f"rename it to '{guess}'" if guess else ("allowed fields: " + ", ".join(allowed) if allowed else "")
     elif kind == "union_tag_invalid":
         code = "trigger.unknown_type"
         tag = str(ctx.get("tag", value))
         guess = suggest(tag, sorted(TRIGGER_TAGS))
-        message = f"unknown trigger type '{tag}'" + (f"; did you mean '{guess}'?" if guess else "")
+        message = f"unknown trigger type '{tag}'" + did_you_mean(guess)
         hint = "trigger types: " + ", ".join(sorted(TRIGGER_TAGS))
         path = (*path, "type")
     elif kind in ("union_tag_not_found", "node_shape") and isinstance(value, Mapping):
