@@ -1,4 +1,4 @@
-"""The ``ionflux`` command line: validate, fmt, schema, types, diff, demo.
+"""The ``ionflux`` command line: validate, fmt, schema, types, diff, demo; running flows is in api.run_commands.
 
 Exit codes: 0 success; 1 the input is invalid (or ``fmt --check`` would change it); 2 usage errors and files
 that cannot be read.
@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "Validate the bundled blueprints and show the demo flow (graph, version, cost).")
     p.set_defaults(func=cmd_demo)
+
+    from api.run_commands import add_commands
+
+    add_commands(add)
     return parser
 
 

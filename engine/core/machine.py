@@ -46,6 +46,9 @@ from engine.dsl.model import ApprovalNode, ForeachNode
 class Transition:
     state: RunState
     decisions: tuple[Decision, ...]
+    #: the steps whose state this event changed (a store writes only these rows); ``rewritten``: all of them
+    changed: tuple[StepKey, ...] = ()
+    rewritten: bool = False
 
 
 class InvalidEvent(ValueError):
@@ -102,6 +105,8 @@ class _Tx:
         self.finished_at = state.finished_at
         self.running = state.running
         self.approvals = state.approvals
+        self.changed: dict[StepKey, None] = {}
+        self.rewritten = False
 
     # --- state access ---------------------------------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class _Tx:
         old = self.step(key)
         new = replace(old, **changes)
         self.steps[key] = new
+        self.changed[key] = None
         before, after = _activity(old), _activity(new)
         if before != after:  # O(1) bookkeeping for the run status (no scan of 10,000 loop steps per event)
             self.running += (after == "running") - (before == "running")
@@ -156,7 +162,7 @@ class _Tx:
     def finish(self) -> Transition:
         if not self.status.finished:
             self.status = self._live_status()
-        return Transition(self.snapshot(), tuple(self.decisions))
+        return Transition(self.snapshot(), tuple(self.decisions), tuple(self.changed), self.rewritten)
 
     def _live_status(self) -> RunStatus:
         if self.paused:
@@ -276,6 +282,7 @@ class _Tx:
                 self.settle(key)
                 return
             self.steps[key] = StepState(run_attempt=self.attempt)  # upstream changed: run it again
+            self.changed[key] = None
         handled_nodes = self.plan.handles.get(key.node, ())
         pairs = list(zip(prereqs, states, strict=True))
         if any(s.status is not StepStatus.FAILED for p, s in pairs if p.node in handled_nodes):
@@ -567,6 +574,7 @@ class _Tx:
             if step.status is StepStatus.SUCCEEDED and node is not None and self.plan.scope_of[key.node] != ON_FAILURE:
                 kept[key] = replace(step, reused=False)
         self.steps = kept
+        self.rewritten = True
         self.running = self.approvals = 0
         self.loops = immutables.Map().mutate()
         self.phase, self.settled, self.error, self.outputs = "main", 0, None, None

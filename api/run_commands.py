@@ -1,0 +1,492 @@
+"""The ``ionflux`` commands that run flows: up, worker, run, runs, run-show, cancel/pause/resume/approve/rerun,
+secrets.
+
+Exit codes of ``run`` (and of the commands that continue a run): 0 succeeded; 1 failed; 2 usage or unreadable
+file; 3 cancelled; 4 waiting (for an approval, or paused); 5 refused (invalid flow, input or action).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from api.settings import Settings
+from engine.core.state import RunStatus
+from engine.dsl.issue import FlowValidationError
+from engine.errors import IonfluxError
+from engine.runtime import queries
+from engine.runtime.runtime import Runtime
+from engine.runtime.secrets import new_key
+
+EXIT = {
+    RunStatus.SUCCEEDED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.CANCELLED: 3,
+    RunStatus.AWAITING_APPROVAL: 4,
+    RunStatus.PAUSED: 4,
+}
+REFUSED = 5
+MARK = {
+    "succeeded": ("✓", "green"),
+    "failed": ("✗", "red"),
+    "skipped": ("–", "dim"),
+    "cancelled": ("⊘", "yellow"),
+    "running": ("…", "cyan"),
+    "pending": ("·", "dim"),
+    "ready": ("·", "dim"),
+}
+
+
+def _runtime(settings: Settings) -> Runtime:
+    return Runtime(settings.runtime_config(), extension_modules=settings.extension_modules)
+
+
+def _error(console: Console, error: IonfluxError | FlowValidationError) -> int:
+    if isinstance(error, FlowValidationError):
+        for issue in error.issues:
+            console.print(Text(f"{issue}"), style="red")
+        return REFUSED
+    console.print(Text(f"error[{error.code}]: {error.message}"), style="red")
+    if error.hint:
+        console.print(Text(f"  hint: {error.hint}"), style="dim")
+    return REFUSED
+
+
+def _parse_input(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text("utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise IonfluxError(
+            f"--input is not JSON: {e.msg} at line {e.lineno} column {e.colno}",
+            hint="pass a JSON object, e.g. --input '{\"days\": 2}', or @file.json",
+            code="run.input_invalid",
+        ) from None
+
+
+# --- progress -------------------------------------------------------------------------------------------------
+
+
+def _step_table(runtime: Runtime, run_id: str) -> tuple[Table, str]:
+    summary = queries.find_run(runtime.db, run_id)
+    status = summary.status if summary else "?"
+    table = Table(title=f"run {run_id} · {status}", title_justify="left", box=None, pad_edge=False)
+    for column in ("", "step", "type", "status", "attempt", "ms", "output / error"):
+        table.add_column(column, overflow="fold" if column == "output / error" else "ellipsis")
+    steps = queries.run_steps_of(runtime.db, run_id)
+    loops: dict[str, list[queries.StepRecord]] = {}
+    for step in steps:
+        if step.iteration:
+            loops.setdefault(step.iteration.split("[")[0], []).append(step)
+    for step in steps:
+        if step.iteration:
+            continue
+        mark, color = MARK.get(step.status, ("?", "white"))
+        detail = step.error["message"] if step.error else (step.output_preview or "")
+        if step.node_id in loops:
+            inner = loops[step.node_id]
+            done = sum(1 for s in inner if s.status in ("succeeded", "skipped"))
+            detail = f"{done}/{len(inner)} iteration steps done" + (f" · {detail}" if step.error else "")
+        shown = detail if len(detail) <= 80 else detail[:79] + "…"
+        table.add_row(
+            Text(mark, style=color),
+            step.key,
+            step.node_type or "",
+            Text(step.status + (f" ({step.waiting})" if step.waiting else ""), style=color),
+            str(step.attempt),
+            "" if step.duration_ms is None else f"{step.duration_ms:g}",
+            shown,
+        )
+    return table, status
+
+
+def follow(runtime: Runtime, run_id: str, console: Console, *, timeout: float, progress: bool) -> RunStatus:
+    """Wait for the run to finish or wait for a person, showing live per-step progress on a terminal."""
+    deadline = time.monotonic() + timeout
+    if progress and console.is_terminal:
+        with Live(_step_table(runtime, run_id)[0], console=console, refresh_per_second=8) as live:
+            while True:
+                status = runtime.wait(run_id, timeout=0.25)
+                live.update(_step_table(runtime, run_id)[0])
+                if status.finished or status in (RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED):
+                    return status
+                if time.monotonic() > deadline:
+                    return status
+    status = runtime.wait(run_id, timeout=timeout)
+    if progress:
+        console.print(_step_table(runtime, run_id)[0])
+    return status
+
+
+def report(runtime: Runtime, run_id: str, status: RunStatus, console: Console, as_json: bool) -> int:
+    summary = queries.find_run(runtime.db, run_id)
+    assert summary is not None
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+        return EXIT.get(status, 1)
+    if status is RunStatus.SUCCEEDED:
+        console.print(Text(f"run {run_id} succeeded in {summary.duration_ms} ms", style="green"))
+        console.print_json(json.dumps(summary.outputs, default=str))
+    elif status is RunStatus.AWAITING_APPROVAL:
+        for waiting in queries.pending_approvals(runtime.db, run_id):
+            note = f": {waiting['message']}" if waiting["message"] else ""
+            console.print(Text(f"run {run_id} waits for approval of {waiting['step']}{note}", style="yellow"))
+        console.print(f"  approve with: ionflux approve {run_id}   (or reject: --reject)")
+    elif status is RunStatus.PAUSED:
+        console.print(Text(f"run {run_id} is paused; resume with: ionflux resume {run_id}", style="yellow"))
+    elif status.finished:
+        error = summary.error or {}
+        console.print(Text(f"run {run_id} {status}: {error.get('message', '')}", style="red"))
+        if status is RunStatus.FAILED:
+            console.print(
+                f"  inspect with: ionflux run-show {run_id}; re-run from the failed step: ionflux rerun {run_id}"
+            )
+    else:
+        console.print(
+            Text(f"run {run_id} is still {status} (gave up waiting); it continues when a worker runs", style="yellow")
+        )
+    return EXIT.get(status, 1)
+
+
+# --- commands -------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    settings = Settings()
+    try:
+        source = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as e:
+        console.print(Text(f"error[file.unreadable]: {args.file}: {e.strerror}", style="red"))
+        return 2
+    try:
+        value = _parse_input(args.input)
+        runtime = _runtime(settings)
+    except IonfluxError as e:
+        return _error(console, e)
+    with runtime:
+        try:
+            _, version = runtime.orchestrator.save_flow(source, args.file)
+            run_id = runtime.orchestrator.start_run(version, value)
+        except (IonfluxError, FlowValidationError) as e:
+            return _error(console, e)
+        if args.detach:
+            print(run_id)
+            return 0
+        runtime.start(args.threads)
+        if not args.json:
+            console.print(Text(f"run {run_id} started", style="dim"))
+        status = follow(runtime, run_id, console, timeout=args.timeout, progress=not args.json)
+        return report(runtime, run_id, status, console, args.json)
+
+
+def _continue(args: argparse.Namespace, action: Callable[[Runtime, str], Any]) -> int:
+    """Apply a control action, then (embedded mode) carry the run on in this process until it settles."""
+    console = Console(highlight=False)
+    settings = Settings()
+    runtime = _runtime(settings)
+    with runtime:
+        summary = queries.find_run(runtime.db, args.run_id)
+        if summary is None:
+            console.print(Text(f"error[run.not_found]: no run with id {args.run_id!r}", style="red"))
+            console.print(Text("  hint: `ionflux runs` lists the recent runs", style="dim"))
+            return REFUSED
+        try:
+            action(runtime, summary.id)
+        except IonfluxError as e:
+            return _error(console, e)
+        if args.detach or settings.redis_url:
+            status = runtime.status(summary.id)
+            console.print(f"run {summary.id}: {status}")
+            return 0
+        runtime.start()
+        status = follow(runtime, summary.id, console, timeout=args.timeout, progress=True)
+        return report(runtime, summary.id, status, console, False)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    args.detach = True
+    return _continue(args, lambda rt, run_id: rt.orchestrator.cancel(run_id, by=os.environ.get("USER")))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    args.detach = True
+    return _continue(args, lambda rt, run_id: rt.orchestrator.pause(run_id))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _continue(args, lambda rt, run_id: rt.orchestrator.resume(run_id))
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    def act(rt: Runtime, run_id: str) -> None:
+        key = rt.orchestrator.approve(
+            run_id, not args.reject, by=args.by or os.environ.get("USER"), comment=args.comment, node=args.node or ""
+        )
+        Console(highlight=False).print(f"{'rejected' if args.reject else 'approved'} {key} of run {run_id}")
+
+    return _continue(args, act)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    def act(rt: Runtime, run_id: str) -> None:
+        version = None
+        if args.flow:
+            _, version = rt.orchestrator.save_flow(Path(args.flow).read_text("utf-8"), args.flow)
+        rt.orchestrator.rerun(run_id, version)
+
+    return _continue(args, act)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    settings = Settings()
+    console = Console(highlight=False)
+    runtime = _runtime(settings)
+    with runtime:
+        found = queries.list_runs(runtime.db, limit=args.limit, flow_id=args.flow, status=args.status)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in found], indent=2, default=str))
+        return 0
+    if not found:
+        console.print("no runs yet: start one with `ionflux run FILE`")
+        return 0
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "flow", "status", "trigger", "started", "ms", "C-ION", "error"):
+        table.add_column(column)
+    for r in found:
+        _, color = MARK.get(r.status, ("", "yellow"))
+        table.add_row(
+            r.id,
+            r.flow_id,
+            Text(r.status, style=color),
+            r.trigger_kind,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "" if r.duration_ms is None else str(r.duration_ms),
+            f"{r.total_cion:g}",
+            (r.error or {}).get("message", "")[:60],
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_run_show(args: argparse.Namespace) -> int:
+    settings = Settings()
+    console = Console(highlight=False)
+    runtime = _runtime(settings)
+    with runtime:
+        summary = queries.find_run(runtime.db, args.run_id)
+        if summary is None:
+            console.print(Text(f"error[run.not_found]: no run with id {args.run_id!r}", style="red"))
+            console.print(Text("  hint: `ionflux runs` lists the recent runs", style="dim"))
+            return REFUSED
+        steps = queries.run_steps_of(runtime.db, summary.id, history=args.history)
+        if args.json:
+            print(json.dumps({**summary.to_dict(), "steps": [s.to_dict() for s in steps]}, indent=2, default=str))
+            return 0
+        console.print(Text(f"run {summary.id}", style="bold"))
+        console.print(f"  flow {summary.flow_id} (version {summary.version_id})")
+        console.print(f"  status {summary.status} · trigger {summary.trigger_kind} · attempt {summary.attempt}")
+        console.print(
+            f"  started {summary.created_at.isoformat()} · {summary.duration_ms} ms · {summary.total_cion:g} C-ION"
+        )
+        if summary.error:
+            console.print(Text(f"  error[{summary.error['code']}]: {summary.error['message']}", style="red"))
+        table = Table(box=None, pad_edge=False)
+        for column in ("step", "type", "status", "try", "ms", "input", "output / error"):
+            table.add_column(column, overflow="fold")
+        for s in steps:
+            _, color = MARK.get(s.status, ("", "white"))
+            detail = f"[{s.error['code']}] {s.error['message']}" if s.error else (s.output_preview or "")
+            table.add_row(
+                s.key,
+                s.node_type or "",
+                Text(s.status + (" (reused)" if s.reused else ""), style=color),
+                str(s.attempt),
+                "" if s.duration_ms is None else f"{s.duration_ms:g}",
+                (s.input_preview or "")[:60],
+                detail[:200],
+            )
+            for level, line in s.logs or []:
+                table.add_row("", "", "", "", "", Text(level, style="dim"), Text(line, style="dim"))
+        console.print(table)
+        if summary.outputs is not None:
+            console.print("outputs:")
+            console.print_json(json.dumps(summary.outputs, default=str))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """All-in-one embedded process: migrations, the demo flows stored, workers + timers until interrupted."""
+    from api.cli import flows_dir
+
+    console = Console(highlight=False)
+    settings = Settings()
+    runtime = _runtime(settings)
+    with runtime:
+        stored = 0
+        for path in sorted(flows_dir().glob("*.yaml")):
+            try:
+                runtime.orchestrator.save_flow(path.read_text("utf-8"), str(path))
+                stored += 1
+            except (IonfluxError, FlowValidationError):
+                pass  # blueprints whose node types run in later releases are validated by `demo`, not stored
+        runtime.start(args.threads)
+        where = settings.database_url or str(settings.home / "ionflux.db")
+        console.print(
+            f"ionflux up: {stored} runnable flows stored; database {where}; "
+            f"{'Redis ' + settings.redis_url if settings.redis_url else 'embedded queue'}; "
+            f"{args.threads or settings.worker_threads} worker threads. Ctrl-C stops."
+        )
+        _wait_for_signal(args.seconds)
+    return 0
+
+
+def _wait_for_signal(seconds: float | None) -> None:
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while not stop["now"] and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Worker processes for Redis + PostgreSQL deployments (N processes × M threads)."""
+    console = Console(highlight=False, stderr=True)
+    settings = Settings()
+    if not settings.redis_url:
+        console.print(Text("error[worker.no_broker]: `ionflux worker` needs IONFLUX_REDIS_URL", style="red"))
+        console.print(Text("  hint: without Redis, `ionflux up` runs the workers inside its own process", style="dim"))
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.processes > 1:
+        argv = [sys.executable, "-m", "api.cli", "worker", "--processes", "1", "--threads", str(args.threads)]
+        children = [subprocess.Popen(argv) for _ in range(args.processes)]
+
+        def forward(signum: int, frame: Any) -> None:
+            for child in children:
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return max(child.wait() for child in children)
+    runtime = _runtime(settings)
+    with runtime:
+        runtime.start(args.threads)
+        console.print(f"ionflux worker {runtime.worker_id}: {args.threads} threads on {settings.redis_url}")
+        _wait_for_signal(args.seconds)
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    if args.action == "new-key":
+        print(new_key().decode())
+        return 0
+    settings = Settings()
+    try:
+        runtime = _runtime(settings)
+    except IonfluxError as e:
+        return _error(console, e)
+    with runtime:
+        store = runtime.orchestrator.secrets
+        try:
+            if args.action == "set":
+                if not args.name:
+                    raise IonfluxError("secrets set needs a NAME", hint="ionflux secrets set NAME", code="usage")
+                value = args.value if args.value is not None else sys.stdin.read().rstrip("\n")
+                store.set(args.name, value)
+                console.print(f"secret {args.name} stored (encrypted)")
+            elif args.action == "list":
+                for name in store.names():
+                    print(name)
+            elif args.action == "delete" and not store.delete(args.name or ""):
+                console.print(Text(f"no secret named {args.name!r}", style="red"))
+                return 1
+        except IonfluxError as e:
+            return _error(console, e)
+    return 0
+
+
+def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("run", "Run a flow end to end in the embedded engine, with live per-step progress.")
+    p.add_argument("file", metavar="FILE", help="flow file ('-' reads standard input)")
+    p.add_argument("--input", help="run input as JSON, or @file.json")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON (no progress)")
+    p.add_argument("--detach", action="store_true", help="store and start the run, print its id, do not execute")
+    p.add_argument("--timeout", type=float, default=3600.0, help="stop waiting after this many seconds")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default IONFLUX_WORKER_THREADS)")
+    p.set_defaults(func=cmd_run)
+
+    p = add("runs", "List recent runs.")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--flow", help="only this flow id")
+    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = add("run-show", "Show one run: status, timings, errors, step previews and logs.")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of 6+ characters)")
+    p.add_argument("--history", action="store_true", help="every attempt of every step, not only the latest")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run_show)
+
+    for name, func, text in (
+        ("cancel", cmd_cancel, "Cancel a run."),
+        ("pause", cmd_pause, "Pause a run (running steps finish; nothing new starts)."),
+        ("resume", cmd_resume, "Resume a paused run."),
+        ("approve", cmd_approve, "Approve (or --reject) the approval step a run waits on."),
+        ("rerun", cmd_rerun, "Re-run a failed or cancelled run from its failed steps, keeping upstream outputs."),
+    ):
+        p = add(name, text)
+        p.add_argument("run_id", metavar="RUN_ID")
+        p.add_argument("--detach", action="store_true", help="do not carry the run on in this process")
+        p.add_argument("--timeout", type=float, default=3600.0)
+        if name == "approve":
+            p.add_argument("--reject", action="store_true")
+            p.add_argument("--node", help="which approval step, when several wait")
+            p.add_argument("--comment")
+            p.add_argument("--by", help="who decides (default: $USER)")
+        if name == "rerun":
+            p.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
+        p.set_defaults(func=func)
+
+    p = add("up", "Start IONFLUX all-in-one (embedded): store the bundled flows, run workers and timers.")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=cmd_up)
+
+    p = add("worker", "Run worker processes against Redis + the shared database (scale-out mode).")
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=cmd_worker)
+
+    p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
+    p.add_argument("action", choices=("set", "list", "delete", "new-key"))
+    p.add_argument("name", nargs="?")
+    p.add_argument("--value", help="the value (default: read standard input, so it stays out of shell history)")
+    p.set_defaults(func=cmd_secrets)

@@ -1,0 +1,67 @@
+"""Settings: the one place that reads the environment (``IONFLUX_*``) and turns it into runtime configuration.
+
+Defaults give a working embedded install with nothing set: a SQLite file, a blob folder and a generated secret
+key under ``IONFLUX_HOME`` (``~/.ionflux``). Set ``IONFLUX_DATABASE_URL`` (PostgreSQL) and ``IONFLUX_REDIS_URL``
+to run workers on several machines.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.runtime.config import RuntimeConfig
+from engine.runtime.secrets import new_key
+from engine.store.db import sqlite_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IONFLUX_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".ionflux", description="data folder (embedded mode)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in IONFLUX_HOME")
+    redis_url: str | None = Field(None, description="Redis for the queue; default: in-process broker")
+    blob_dir: Path | None = Field(None, description="content-addressed payload store; default IONFLUX_HOME/blobs")
+    secret_key: str | None = Field(
+        None, description="Fernet key for the secret store; default: IONFLUX_HOME/secret.key"
+    )
+    extensions: str = Field("", description="comma-separated modules that register node types and executors")
+    worker_threads: int = Field(4, ge=1, le=256)
+    max_payload_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    dead_after_seconds: float = Field(10.0, gt=0)
+    requeue_after_seconds: float = Field(15.0, gt=0)
+    heartbeat_seconds: float = Field(1.0, gt=0)
+
+    @property
+    def extension_modules(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.extensions.split(",") if m.strip())
+
+    def key(self) -> bytes:
+        """The secret-store key: the setting, or a key file created (mode 0600) on first use."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.home / "secret.key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(new_key())
+        return path.read_bytes().strip()
+
+    def runtime_config(self) -> RuntimeConfig:
+        if self.database_url is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+        return RuntimeConfig(
+            database_url=self.database_url or sqlite_url(self.home / "ionflux.db"),
+            blob_dir=self.blob_dir or self.home / "blobs",
+            secret_key=self.key(),
+            redis_url=self.redis_url,
+            worker_threads=self.worker_threads,
+            max_payload_bytes=self.max_payload_bytes,
+            dead_after_seconds=self.dead_after_seconds,
+            requeue_after_seconds=self.requeue_after_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+        )

@@ -1,0 +1,23 @@
+"""What the runtime needs to know, as one frozen value (the api layer builds it from settings/environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    database_url: str
+    blob_dir: Path
+    secret_key: bytes  # a Fernet key (32 url-safe base64-encoded bytes)
+    redis_url: str | None = None
+    queue_namespace: str = "ionflux"
+    worker_threads: int = 4
+    max_payload_bytes: int = 16 * 1024 * 1024  # largest step output or run input
+    inline_payload_bytes: int = 64 * 1024  # larger payloads go to the blob store and are referenced
+    preview_chars: int = 1000
+    heartbeat_seconds: float = 1.0
+    dead_after_seconds: float = 10.0  # a worker silent this long is presumed dead; its steps are re-queued
+    requeue_after_seconds: float = 15.0  # a queued step nobody claimed this long gets its doorbell rung again
+    tick_seconds: float = 0.2  # how often timers and the reconciler are looked at

@@ -1,0 +1,58 @@
+"""Executing one claimed step attempt: inputs evaluated, secrets resolved at the last moment, executor called.
+
+Secrets reach only the step's ``with``; their values are scrubbed from the input preview, the logs and the error
+message before anything is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from engine.core.context import expression_context, step_input
+from engine.core.state import StepError
+from engine.dsl.expression import ExpressionError, evaluate
+from engine.runtime import payloads
+from engine.runtime.orchestrator import Orchestrator, StepResult, Work
+from engine.steps.call import StepCall
+from engine.steps.dispatch import run_step
+
+
+def execute(orchestrator: Orchestrator, work: Work) -> StepResult:
+    plan, state, key = work.plan, work.state, work.key
+    declared = plan.flow.secrets
+    values = orchestrator.secrets.resolve(declared) if declared else {}
+    redact = tuple(sorted(values.values(), key=len, reverse=True))
+    limit = orchestrator.config.preview_chars
+    context = expression_context(plan, state, key)
+    try:
+        with_ = step_input(plan, state, key, values)
+    except ExpressionError as e:
+        message = _input_error(work, context, values, e)
+        missing = [name for name in declared if name not in values]
+        if missing:
+            message += f" (secrets not set: {', '.join(missing)}; set them with `ionflux secrets set NAME`)"
+        return StepResult(error=StepError(e.code, payloads.scrub(message, redact)))
+    call = StepCall(key, work.attempt, work.node_type, with_, context)
+    result = run_step(orchestrator.executors, call)
+    logs = tuple((level, payloads.scrub(text, redact)) for level, text in call.log)
+    input_preview = payloads.preview(with_, limit, redact)
+    if isinstance(result, StepError):
+        error = replace(result, message=payloads.scrub(result.message, redact))
+        return StepResult(error=error, logs=logs, input_preview=input_preview)
+    return StepResult(output=result, logs=logs, input_preview=input_preview)
+
+
+def _input_error(work: Work, context: dict[str, Any], secrets: dict[str, str], error: ExpressionError) -> str:
+    """Name the ``with`` field and the expression that failed, with the cause (not just "an expression failed")."""
+    node = work.plan.nodes[work.key.node]
+    fields = getattr(node, "with_", {})
+    scope = {**context, "secrets": secrets}
+    for name, value in fields.items():
+        try:
+            evaluate(value, scope)
+        except ExpressionError as e:
+            shown = value if isinstance(value, str) else payloads.dumps(value)
+            shown = shown if len(shown) <= 200 else shown[:199] + "…"
+            return f"{work.key}: with.{name}: {shown!r}: {e.message}"
+    return f"{work.key}: with: {error.message}"

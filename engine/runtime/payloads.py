@@ -1,0 +1,71 @@
+"""Payloads (step outputs, run inputs): size limits, blob offloading and bounded previews."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.errors import IonfluxError
+from engine.runtime.blobs import BlobStore
+
+BLOB_KEY = "$blob"
+
+
+class PayloadTooLargeError(IonfluxError):
+    code = "payload.too_large"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON (steps must return JSON values)")
+
+
+def size_error(what: str, size: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"{what} is {size:,} bytes of JSON, over the limit of {limit:,} bytes",
+        hint="return less data, or raise IONFLUX_MAX_PAYLOAD_BYTES (large data is better passed by reference)",
+    )
+
+
+def store(value: Any, blobs: BlobStore, *, inline_limit: int, max_bytes: int, what: str) -> Any:
+    """The value as stored in an event: itself, or ``{"$blob": ref}`` when its JSON is larger than inline_limit."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = dumps(value)
+    size = len(text.encode())
+    if size > max_bytes:
+        raise size_error(what, size, max_bytes)
+    if size <= inline_limit:
+        return value
+    return {BLOB_KEY: blobs.put(text.encode())}
+
+
+def load(stored: Any, blobs: BlobStore) -> Any:
+    if isinstance(stored, dict) and len(stored) == 1 and BLOB_KEY in stored:
+        return json.loads(blobs.get(stored[BLOB_KEY]))
+    return stored
+
+
+def preview(value: Any, limit: int, redact: tuple[str, ...] = ()) -> str | None:
+    """A bounded, secret-free text of a payload for listings and the UI (never used to compute anything)."""
+    if value is None:
+        return None
+    try:
+        text = dumps(value)
+    except TypeError:
+        text = repr(value)
+    text = scrub(text, redact)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def scrub(text: str, redact: tuple[str, ...]) -> str:
+    """Replace every secret value in ``text`` (logs, errors, previews) with ``***``."""
+    for secret in redact:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

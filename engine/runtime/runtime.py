@@ -1,0 +1,182 @@
+"""A process's runtime: the database, the orchestrator, the doorbell, worker threads and the ticker.
+
+The same object serves ``ionflux up`` and ``ionflux run`` (embedded: in-process broker, worker threads here) and
+``ionflux worker`` (Redis): only the broker differs. The ticker thread sends this worker's heartbeat, fires due
+timers and runs the reconciler; every process with workers runs one, and the database keeps them from stepping
+on each other (timer rows are deleted by whoever fires them; claims decide who runs a step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import dramatiq
+import sqlalchemy as sa
+
+from engine.core.state import RunStatus
+from engine.nodetypes.registry import Registry
+from engine.runtime import extensions
+from engine.runtime.config import RuntimeConfig
+from engine.runtime.execute import execute
+from engine.runtime.orchestrator import Orchestrator, Work
+from engine.runtime.queue import Doorbell
+from engine.steps.registry import ExecutorRegistry
+from engine.store import ids
+from engine.store.db import make_engine, migrate
+from engine.store.tables import runs
+
+log = logging.getLogger("ionflux.runtime")
+T = TypeVar("T")
+
+#: how long a finished step's result is retried against an unreachable database before the attempt is given up
+#: (it is then re-run from the queue: at-least-once, never lost)
+RECORD_PATIENCE_SECONDS = 300.0
+
+
+def retrying(fn: Callable[[], T], patience: float = RECORD_PATIENCE_SECONDS) -> T:
+    """Call ``fn``, retrying while the database is unreachable (connection errors only, with backoff)."""
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return fn()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unreachable (%s); retrying in %.2fs", type(e).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        *,
+        registry: Registry | None = None,
+        executors: ExecutorRegistry | None = None,
+        extension_modules: tuple[str, ...] = (),
+    ) -> None:
+        if registry is None or executors is None:
+            registry, executors = extensions.load(extension_modules)
+        self.config = config
+        self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
+        config.blob_dir.mkdir(parents=True, exist_ok=True)
+        retrying(lambda: migrate(self.db), patience=30)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{ids.new_id()[-8:]}"
+        self.orchestrator = Orchestrator(self.db, config, registry, executors, self.worker_id)
+        self.doorbell = Doorbell(self.handle, redis_url=config.redis_url, namespace=config.queue_namespace)
+        self.orchestrator.doorbell = self.doorbell.ring
+        self.orchestrator.timer_scheduled = lambda at: self._wake.set()
+        self._inflight: set[str] = set()
+        self._inflight_lock = threading.Lock()
+        self._worker: dramatiq.Worker | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    # --- the actor ------------------------------------------------------------------------------------------
+
+    def handle(self, run_id: str, key: str, attempt: int) -> None:
+        """A doorbell message: claim the step, run it, and keep going with the run's next step while there is one."""
+        token = f"{run_id}/{key}"
+        with self._inflight_lock:
+            if token in self._inflight:
+                return
+            inflight = frozenset(self._inflight)
+            self._inflight.add(token)
+        try:
+            work = self.orchestrator.claim(run_id, key, attempt, inflight)
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(token)
+        while work is not None:
+            work = self._run(work)
+
+    def _run(self, work: Work) -> Work | None:
+        token = f"{work.run_id}/{work.key}"
+        with self._inflight_lock:
+            self._inflight.add(token)
+        try:
+            result = execute(self.orchestrator, work)
+            return retrying(lambda: self.orchestrator.complete(work, result))
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(token)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self, threads: int | None = None) -> Runtime:
+        """Start worker threads and the ticker in this process."""
+        self._beat()
+        self._worker = self.doorbell.start_worker(threads or self.config.worker_threads)
+        self._ticker = threading.Thread(target=self._tick, name="ionflux-ticker", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.stop()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self.orchestrator.retire()
+        self.doorbell.close()
+        self.db.dispose()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _beat(self) -> None:
+        self.orchestrator.heartbeat(socket.gethostname(), os.getpid())
+
+    def _tick(self) -> None:
+        last_beat = last_reconcile = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.config.heartbeat_seconds:
+                    self._beat()
+                    last_beat = now
+                self.orchestrator.fire_due_timers()
+                if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
+                    self.orchestrator.reconcile()
+                    last_reconcile = now
+                wait = self.config.tick_seconds
+                due = self.orchestrator.next_timer_at()
+                if due is not None:
+                    wait = min(wait, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            except Exception as e:  # the database away, say: keep ticking, it comes back
+                log.warning("ticker: %s: %s", type(e).__name__, e)
+                wait = self.config.tick_seconds * 5
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # --- waiting --------------------------------------------------------------------------------------------
+
+    def status(self, run_id: str) -> RunStatus:
+        with self.db.begin() as conn:
+            return RunStatus(conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar_one())
+
+    def wait(self, run_id: str, timeout: float = 60.0, *, until_idle: bool = True, poll: float = 0.02) -> RunStatus:
+        """Wait until the run finishes (or, with until_idle, waits for a person or is paused)."""
+        deadline = time.monotonic() + timeout
+        idle = {RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED} if until_idle else set()
+        while True:
+            status = retrying(lambda: self.status(run_id), patience=timeout)
+            if status.finished or status in idle or time.monotonic() > deadline:
+                return status
+            time.sleep(poll)

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, migrations, connections (SQLite embedded, PostgreSQL at scale)."""

@@ -1,0 +1,183 @@
+"""The tables, after the vision document's data model.
+
+``run_events`` is the truth a run is rebuilt from (the machine's input, append-only); ``runs`` and
+``run_steps`` are its readable projection, written in the same transaction as each event, which listings, the
+UI and the reconciler query. ``timers`` are durable timers (retry, delay, timeout, approval); ``workers`` are
+heartbeats, so the reconciler can tell a crashed worker's steps from slow ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+metadata = SQLModel.metadata
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default=None, sa_column=sa.Column(sa.JSON, **kw))
+
+
+def _when(**kw: Any) -> Any:
+    return Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True), **kw))
+
+
+class FlowRow(SQLModel, table=True):
+    __tablename__ = "flows"
+    id: str = Field(primary_key=True, max_length=64)  # the flow's own `id`
+    name: str | None = None
+    latest_version: str | None = Field(default=None, max_length=80)
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class FlowVersionRow(SQLModel, table=True):
+    """Immutable: the id is the content id of the canonical flow (engine.dsl.canonical.version_id)."""
+
+    __tablename__ = "flow_versions"
+    id: str = Field(primary_key=True, max_length=80)
+    flow_id: str = Field(foreign_key="flows.id", index=True, max_length=64)
+    source: str  # the YAML as submitted (comments and layout kept, for diffs and the editor)
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True, max_length=26)  # time-sortable (engine.store.ids)
+    flow_id: str = Field(foreign_key="flows.id", index=True, max_length=64)
+    version_id: str = Field(foreign_key="flow_versions.id", max_length=80)
+    status: str = Field(index=True, max_length=24)
+    trigger_kind: str = Field(default="manual", max_length=16)
+    trigger: Any = _json()
+    input: Any = _json()
+    outputs: Any = _json()
+    error: Any = _json()
+    total_cion: float = 0.0
+    attempt: int = 1
+    seq: int = 0  # events recorded so far: the optimistic version of the run's state
+    parent_run_id: str | None = Field(default=None, index=True, max_length=26)
+    parent_step: str | None = None
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = _when()
+
+
+class RunStepRow(SQLModel, table=True):
+    """One attempt of one step (``key`` is ``node`` or ``loop[3].node``); earlier attempts stay as history."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (sa.Index("ix_run_steps_dispatch", "state", "queued_at"),)
+    run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=26)
+    run_attempt: int = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    node_id: str = Field(max_length=64)
+    iteration: str | None = None  # the loop frames, e.g. "loop[3]"
+    node_type: str | None = None
+    status: str = Field(max_length=16)
+    waiting: str | None = None
+    # dispatch state of a step attempt: queued (a message is due) -> claimed (a worker runs it) -> done
+    state: str | None = Field(default=None, max_length=16)
+    worker_id: str | None = None
+    queued_at: datetime | None = _when()
+    started_at: datetime | None = _when()
+    finished_at: datetime | None = _when()
+    input_preview: str | None = None
+    output_preview: str | None = None
+    output_ref: str | None = None
+    error: Any = _json()
+    logs: Any = _json()
+    cost_cion: float = 0.0
+    reused: bool = False
+    child_run_id: str | None = None
+
+
+class RunEventRow(SQLModel, table=True):
+    __tablename__ = "run_events"
+    run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=26)
+    seq: int = Field(primary_key=True)
+    kind: str = Field(max_length=24)
+    at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    data: Any = _json()
+
+
+class TimerRow(SQLModel, table=True):
+    __tablename__ = "timers"
+    __table_args__ = (sa.UniqueConstraint("run_id", "kind", "step_key", "attempt"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", max_length=26)
+    kind: str = Field(max_length=16)
+    step_key: str
+    attempt: int
+    due_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
+
+
+class ApprovalRow(SQLModel, table=True):
+    __tablename__ = "approvals"
+    run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=26)
+    step_key: str = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    message: str | None = None
+    approvers: Any = _json()
+    requested_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    decided_at: datetime | None = _when()
+    approved: bool | None = None
+    decided_by: str | None = None
+
+
+class CreditRow(SQLModel, table=True):
+    """The C-ION ledger: one line per charged step attempt (billing and quotas read this)."""
+
+    __tablename__ = "credit_ledger"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True, max_length=26)
+    step_key: str
+    attempt: int
+    cion: float
+    at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class TriggerRow(SQLModel, table=True):
+    """A flow's armed trigger (webhook path, cron schedule, event subject); filled by the triggers issue."""
+
+    __tablename__ = "triggers"
+    id: str = Field(primary_key=True, max_length=26)
+    flow_id: str = Field(foreign_key="flows.id", index=True, max_length=64)
+    kind: str = Field(max_length=16)
+    config: Any = _json()
+    enabled: bool = True
+    next_fire_at: datetime | None = _when()
+
+
+class SecretRow(SQLModel, table=True):
+    """A secret, encrypted at rest (engine.runtime.secrets); the value never leaves a worker's step call."""
+
+    __tablename__ = "secrets"
+    name: str = Field(primary_key=True, max_length=64)
+    ciphertext: bytes
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class WorkerRow(SQLModel, table=True):
+    __tablename__ = "workers"
+    id: str = Field(primary_key=True, max_length=64)
+    host: str
+    pid: int
+    started_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    heartbeat_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
+
+
+flows: sa.Table = FlowRow.__table__  # type: ignore[attr-defined]
+flow_versions: sa.Table = FlowVersionRow.__table__  # type: ignore[attr-defined]
+runs: sa.Table = RunRow.__table__  # type: ignore[attr-defined]
+run_steps: sa.Table = RunStepRow.__table__  # type: ignore[attr-defined]
+run_events: sa.Table = RunEventRow.__table__  # type: ignore[attr-defined]
+timers: sa.Table = TimerRow.__table__  # type: ignore[attr-defined]
+approvals: sa.Table = ApprovalRow.__table__  # type: ignore[attr-defined]
+credit_ledger: sa.Table = CreditRow.__table__  # type: ignore[attr-defined]
+triggers: sa.Table = TriggerRow.__table__  # type: ignore[attr-defined]
+secrets: sa.Table = SecretRow.__table__  # type: ignore[attr-defined]
+workers: sa.Table = WorkerRow.__table__  # type: ignore[attr-defined]

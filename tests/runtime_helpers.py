@@ -1,0 +1,72 @@
+"""Building runtimes for tests: embedded (SQLite + in-process broker) or scale-out (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from engine.runtime.config import RuntimeConfig
+from engine.runtime.runtime import Runtime
+from engine.runtime.secrets import new_key
+from engine.store.db import sqlite_url
+from tests.services import REDIS, fresh_postgres, redis_namespace
+
+BACKENDS = ("embedded", "postgres+redis")
+EXTENSIONS = ("tests.ext_testing",)
+
+
+def config(tmp: Path, database_url: str, redis_url: str | None = None, **overrides: Any) -> RuntimeConfig:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "blob_dir": tmp / "blobs",
+        "secret_key": new_key(),
+        "redis_url": redis_url,
+        "heartbeat_seconds": 0.2,
+        "dead_after_seconds": 1.0,
+        "requeue_after_seconds": 1.0,
+        "tick_seconds": 0.05,
+        "worker_threads": 4,
+    }
+    values.update(overrides)
+    return RuntimeConfig(**values)
+
+
+@contextmanager
+def backend_config(kind: str, tmp: Path, **overrides: Any) -> Iterator[RuntimeConfig]:
+    if kind == "embedded":
+        yield config(tmp, sqlite_url(tmp / "ionflux.db"), **overrides)
+        return
+    namespace = redis_namespace()
+    with fresh_postgres() as url:
+        try:
+            yield config(tmp, url, REDIS, queue_namespace=namespace, **overrides)
+        finally:
+            client = redis.Redis.from_url(REDIS)
+            keys = list(client.scan_iter(f"{namespace}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+
+@contextmanager
+def running(kind: str, tmp: Path, *, start: bool = True, **overrides: Any) -> Iterator[Runtime]:
+    with backend_config(kind, tmp, **overrides) as cfg, Runtime(cfg, extension_modules=EXTENSIONS) as runtime:
+        if start:
+            runtime.start()
+        yield runtime
+
+
+def flow(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+def run_flow(runtime: Runtime, text: str, input: Any = None, timeout: float = 30.0) -> tuple[str, str]:
+    """Save and start a flow, wait until it settles; -> (run id, status)."""
+    _, version = runtime.orchestrator.save_flow(flow(text), "test.yaml")
+    run_id = runtime.orchestrator.start_run(version, input)
+    return run_id, str(runtime.wait(run_id, timeout))
