@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".ionflux", description="data folder (embedded mode)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in IONFLUX_HOME")
     redis_url: str | None = Field(None, description="Redis for the queue; default: in-process broker")
+    queue_namespace: str = Field("ionflux", description="Redis key prefix (several installs can share one Redis)")
     blob_dir: Path | None = Field(None, description="content-addressed payload store; default IONFLUX_HOME/blobs")
     secret_key: str | None = Field(
         None, description="Fernet key for the secret store; default: IONFLUX_HOME/secret.key"
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
             blob_dir=self.blob_dir or self.home / "blobs",
             secret_key=self.key(),
             redis_url=self.redis_url,
+            queue_namespace=self.queue_namespace,
             worker_threads=self.worker_threads,
             max_payload_bytes=self.max_payload_bytes,
             dead_after_seconds=self.dead_after_seconds,
