@@ -22,6 +22,7 @@ from engine.dsl.model import Flow, ForeachNode
 from engine.dsl.schema import render as render_schema
 from engine.dsl.validator import Report, check_flow
 from engine.nodetypes.builtin import builtin_registry
+from engine.nodetypes.registry import Registry
 
 DEMO_FLOW = "demo-orders-digest.yaml"
 
@@ -35,6 +36,18 @@ def flows_dir() -> Path:
     raise FileNotFoundError("the flows/ folder is missing from this installation")
 
 
+def node_registry() -> Registry:
+    """The built-in node types plus those of the extensions named in IONFLUX_EXTENSIONS."""
+    from api.settings import Settings
+
+    modules = Settings().extension_modules
+    if not modules:
+        return builtin_registry()
+    from engine.runtime.extensions import load
+
+    return load(modules)[0]
+
+
 def _read(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
@@ -43,7 +56,7 @@ def _read(path: str) -> bytes:
 
 def _check(path: str) -> tuple[Report, list[str]]:
     raw = _read(path)
-    report = check_flow(raw, "<stdin>" if path == "-" else path)
+    report = check_flow(raw, "<stdin>" if path == "-" else path, registry=node_registry())
     lines = raw.decode("utf-8", "replace").splitlines() if b"\0" not in raw[:4096] else []
     return report, lines
 
@@ -192,7 +205,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_types(args: argparse.Namespace) -> int:
-    registry = builtin_registry()
+    registry = node_registry()
     if args.name:
         if args.name not in registry:
             suggestion = registry.suggest(args.name)
@@ -329,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", "Validate the bundled blueprints and show the demo flow (graph, version, cost).")
     p.set_defaults(func=cmd_demo)
 
-    from api.run_commands import add_commands
+    from api.run_parser import add_commands
 
     add_commands(add)
     return parser

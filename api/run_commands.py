@@ -40,6 +40,8 @@ EXIT = {
     RunStatus.PAUSED: 4,
 }
 REFUSED = 5
+# columns that must stay readable on an 80-column terminal (the previews give way instead)
+MIN_WIDTH = {"run": 26, "step": 12, "type": 9, "status": 9, "try": 3, "attempt": 7, "ms": 6, "started": 14, "C-ION": 5}
 MARK = {
     "succeeded": ("✓", "green"),
     "failed": ("✗", "red"),
@@ -89,7 +91,7 @@ def _step_table(runtime: Runtime, run_id: str) -> tuple[Table, str]:
     status = summary.status if summary else "?"
     table = Table(title=f"run {run_id} · {status}", title_justify="left", box=None, pad_edge=False)
     for column in ("", "step", "type", "status", "attempt", "ms", "output / error"):
-        table.add_column(column, overflow="fold" if column == "output / error" else "ellipsis")
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=MIN_WIDTH.get(column))
     steps = queries.run_steps_of(runtime.db, run_id)
     loops: dict[str, list[queries.StepRecord]] = {}
     for step in steps:
@@ -269,7 +271,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     table = Table(box=None, pad_edge=False)
     for column in ("run", "flow", "status", "trigger", "started", "ms", "C-ION", "error"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "error", min_width=MIN_WIDTH.get(column))
     for r in found:
         _, color = MARK.get(r.status, ("", "yellow"))
         table.add_row(
@@ -277,7 +279,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             r.flow_id,
             Text(r.status, style=color),
             r.trigger_kind,
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.created_at.strftime("%m-%d %H:%M:%S"),
             "" if r.duration_ms is None else str(r.duration_ms),
             f"{r.total_cion:g}",
             (r.error or {}).get("message", "")[:60],
@@ -310,7 +312,14 @@ def cmd_run_show(args: argparse.Namespace) -> int:
             console.print(Text(f"  error[{summary.error['code']}]: {summary.error['message']}", style="red"))
         table = Table(box=None, pad_edge=False)
         for column in ("step", "type", "status", "try", "ms", "input", "output / error"):
-            table.add_column(column, overflow="fold")
+            wide = column in ("input", "output / error")
+            table.add_column(
+                column,
+                no_wrap=True,
+                overflow="ellipsis",
+                max_width=40 if wide else None,
+                min_width=MIN_WIDTH.get(column),
+            )
         for s in steps:
             _, color = MARK.get(s.status, ("", "white"))
             detail = f"[{s.error['code']}] {s.error['message']}" if s.error else (s.output_preview or "")
@@ -429,64 +438,3 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         except IonfluxError as e:
             return _error(console, e)
     return 0
-
-
-def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    p = add("run", "Run a flow end to end in the embedded engine, with live per-step progress.")
-    p.add_argument("file", metavar="FILE", help="flow file ('-' reads standard input)")
-    p.add_argument("--input", help="run input as JSON, or @file.json")
-    p.add_argument("--json", action="store_true", help="print the run's summary as JSON (no progress)")
-    p.add_argument("--detach", action="store_true", help="store and start the run, print its id, do not execute")
-    p.add_argument("--timeout", type=float, default=3600.0, help="stop waiting after this many seconds")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default IONFLUX_WORKER_THREADS)")
-    p.set_defaults(func=cmd_run)
-
-    p = add("runs", "List recent runs.")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--flow", help="only this flow id")
-    p.add_argument("--status", help="only runs with this status")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_runs)
-
-    p = add("run-show", "Show one run: status, timings, errors, step previews and logs.")
-    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of 6+ characters)")
-    p.add_argument("--history", action="store_true", help="every attempt of every step, not only the latest")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_run_show)
-
-    for name, func, text in (
-        ("cancel", cmd_cancel, "Cancel a run."),
-        ("pause", cmd_pause, "Pause a run (running steps finish; nothing new starts)."),
-        ("resume", cmd_resume, "Resume a paused run."),
-        ("approve", cmd_approve, "Approve (or --reject) the approval step a run waits on."),
-        ("rerun", cmd_rerun, "Re-run a failed or cancelled run from its failed steps, keeping upstream outputs."),
-    ):
-        p = add(name, text)
-        p.add_argument("run_id", metavar="RUN_ID")
-        p.add_argument("--detach", action="store_true", help="do not carry the run on in this process")
-        p.add_argument("--timeout", type=float, default=3600.0)
-        if name == "approve":
-            p.add_argument("--reject", action="store_true")
-            p.add_argument("--node", help="which approval step, when several wait")
-            p.add_argument("--comment")
-            p.add_argument("--by", help="who decides (default: $USER)")
-        if name == "rerun":
-            p.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
-        p.set_defaults(func=func)
-
-    p = add("up", "Start IONFLUX all-in-one (embedded): store the bundled flows, run workers and timers.")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
-    p.set_defaults(func=cmd_up)
-
-    p = add("worker", "Run worker processes against Redis + the shared database (scale-out mode).")
-    p.add_argument("--processes", type=int, default=1)
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
-    p.set_defaults(func=cmd_worker)
-
-    p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
-    p.add_argument("action", choices=("set", "list", "delete", "new-key"))
-    p.add_argument("name", nargs="?")
-    p.add_argument("--value", help="the value (default: read standard input, so it stays out of shell history)")
-    p.set_defaults(func=cmd_secrets)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.runtime.config import RuntimeConfig
-from engine.runtime.secrets import new_key
-from engine.store.db import sqlite_url
+if TYPE_CHECKING:
+    from engine.runtime.config import RuntimeConfig
 
 
 class Settings(BaseSettings):
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
             return self.secret_key.encode()
         path = self.home / "secret.key"
         if not path.exists():
+            from engine.runtime.secrets import new_key
+
             self.home.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
         return path.read_bytes().strip()
 
     def runtime_config(self) -> RuntimeConfig:
+        from engine.runtime.config import RuntimeConfig
+        from engine.store.db import sqlite_url
+
         if self.database_url is None:
             self.home.mkdir(parents=True, exist_ok=True)
         return RuntimeConfig(

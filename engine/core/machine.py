@@ -343,7 +343,13 @@ class _Tx:
         if node.type == "approval":
             self.put(key, waiting="approval")
             with_ = node.with_ if isinstance(node, ApprovalNode) else {}
-            note = str(with_["message"]) if "message" in with_ else None
+            note = None
+            if "message" in with_:
+                try:  # the message may quote the run ("{{ inputs.employee }} spent …"): show it evaluated
+                    note = str(evaluate(with_["message"], self.context(key)))
+                except ExpressionError as e:
+                    self.fail(key, _expression_error(key, "with.message", e))
+                    return
             self.decisions.append(RequestApproval(key, note, tuple(with_.get("approvers", ()))))
             if node.timeout is not None:
                 self.schedule("approval", key, step.attempt, node.timeout)

@@ -34,6 +34,9 @@ def flow_json_schema(registry: Registry | None = None) -> dict[str, Any]:
             defs[name]["allOf"] = clauses
     if "StepNode" in defs:
         defs["StepNode"]["properties"]["type"]["examples"] = registry.names()
+        # the model routes these two types to their own node kinds; without this an approval node matches both
+        # StepNode and ApprovalNode, and `oneOf` rejects it
+        defs["StepNode"]["properties"]["type"]["not"] = {"enum": ["foreach", "approval"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core import events as ev
 from engine.core.codec import event_from_json, event_to_json, kind_of, timer_from_json, timer_to_json
@@ -40,11 +39,15 @@ from engine.runtime import payloads
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.secrets import SecretStore
+from engine.runtime.writes import upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
 from engine.store.tables import approvals, credit_ledger, flow_versions, flows, run_events, run_steps, runs, timers
 
+SETTLED = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED}
+)
 NATIVE_TYPES = frozenset({"foreach", "approval", "delay", "flow.call"})  # carried out by the machine itself
 
 
@@ -125,10 +128,12 @@ class Orchestrator:
         self.doorbell: Callable[[str, str, int], None] = lambda run_id, key, attempt: None
         self.timer_scheduled: Callable[[datetime], None] = lambda at: None
         self._plans: dict[str, Plan] = {}
-        self._statements: dict[Any, Any] = {}
+        self._writes = writes_for(self.postgres)
         self._cache: OrderedDict[str, tuple[int, RunState]] = OrderedDict()
         self._lock = threading.Lock()
         self.cache_size = 512
+        #: notified when a commit of this process settles a run (waiters in the same process need not poll)
+        self.committed = threading.Condition()
 
     # --- flows ----------------------------------------------------------------------------------------------
 
@@ -441,6 +446,9 @@ class Orchestrator:
             self.doorbell(run_id, key, attempt)
         if tx.timer_at is not None:
             self.timer_scheduled(tx.timer_at)
+        if any(run.state.status in SETTLED for run in tx.runs.values()):
+            with self.committed:
+                self.committed.notify_all()
 
     def _lock_run(self, tx: _Tx, run_id: str) -> _Run:
         run = self._lock_run_if_any(tx, run_id)
@@ -452,19 +460,13 @@ class Orchestrator:
         known = tx.runs.get(run_id)
         if known is not None:
             return known
-        row = tx.conn.execute(self._statement("lock", self._lock_query), {"_id": run_id}).first()
+        row = self._writes.lock(tx.conn, run_id)
         if row is None:
             return None
         plan, state = self._rebuild(tx.conn, run_id, row.seq)
         run = _Run(run_id, row.seq, plan, state, row.parent_run_id, row.parent_step)
         tx.runs[run_id] = run
         return run
-
-    def _lock_query(self) -> Any:
-        query = sa.select(runs.c.seq, runs.c.version_id, runs.c.parent_run_id, runs.c.parent_step).where(
-            runs.c.id == sa.bindparam("_id")
-        )
-        return query.with_for_update() if self.postgres else query
 
     def _rebuild(self, conn: sa.Connection, run_id: str, seq: int) -> tuple[Plan, RunState]:
         with self._lock:
@@ -516,10 +518,7 @@ class Orchestrator:
                 what=field_name,
             )
         data.update(extra or {})
-        tx.conn.execute(
-            self._statement("event", run_events.insert),
-            {"run_id": run.id, "seq": run.seq, "kind": kind_of(event), "at": event.at, "data": data},
-        )
+        event_row = {"run_id": run.id, "seq": run.seq, "kind": kind_of(event), "at": event.at, "data": data}
         run.state = state = transition.state
         rows = self._step_rows(run, transition, old)
         for key, extra_values in (row_extra or {}).items():
@@ -556,7 +555,6 @@ class Orchestrator:
                 children.append(decision)
             elif isinstance(decision, FinishRun):
                 finished = decision
-        self._write_rows(tx.conn, rows)
         values: dict[str, Any] = {
             "seq": run.seq,
             "status": str(state.status),
@@ -569,8 +567,7 @@ class Orchestrator:
             values["outputs"] = finished.outputs
         elif isinstance(event, ev.RerunRequested):
             values["outputs"] = None
-        stmt = self._statement(("run", tuple(values)), lambda: runs.update().where(runs.c.id == sa.bindparam("_id")))
-        tx.conn.execute(stmt, {**values, "_id": run.id})
+        self._writes.record(tx.conn, event_row, list(rows.values()), run.id, values)
         for child in children:
             self._start_child(tx, run, child, event.at)
         if finished is not None and run.parent_run_id and run.parent_step:
@@ -640,7 +637,9 @@ class Orchestrator:
 
     def _schedule(self, tx: _Tx, run_id: str, timer: Timer, at: datetime) -> None:
         data = timer_to_json(timer)
-        stmt = self._statement("timer", lambda: self._upsert(timers, ("run_id", "kind", "step_key", "attempt")))
+        stmt = self._writes.statement(
+            "timer", lambda: upsert(self.postgres, timers, ("run_id", "kind", "step_key", "attempt"))
+        )
         values = {"run_id": run_id, "kind": data["kind"], "step_key": data["key"], "attempt": data["attempt"]}
         tx.conn.execute(stmt, {**values, "due_at": at})
         tx.timer_at = at if tx.timer_at is None else min(tx.timer_at, at)
@@ -659,6 +658,7 @@ class Orchestrator:
             "key": str(key),
             "attempt": step.attempt,
             "node_id": key.node,
+            "node_type": run.plan.nodes[key.node].type,
             "iteration": "".join(f"{n}[{i}]." for n, i in key.frames).rstrip(".") or None,
             "status": str(step.status),
             "waiting": step.waiting,
@@ -679,27 +679,6 @@ class Orchestrator:
         elif step.waiting is not None:
             row["state"] = "waiting"  # for a retry timer, a person, a delay or a child run: no worker involved
         return row
-
-    def _write_rows(self, conn: sa.Connection, rows: dict[StepKey, dict[str, Any]]) -> None:
-        pk = ("run_id", "run_attempt", "key", "attempt")
-        for row in rows.values():
-            columns = tuple(row)
-            stmt = self._statement(("step", columns), lambda c=columns: self._upsert(run_steps, pk, c))  # type: ignore[misc]
-            conn.execute(stmt, row)
-
-    def _statement(self, key: Any, build: Callable[[], Any]) -> Any:
-        """Statements built once and reused: building SQLAlchemy constructs costs more than running them."""
-        stmt = self._statements.get(key)
-        if stmt is None:
-            stmt = self._statements[key] = build()
-        return stmt
-
-    def _upsert(self, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...] | None = None) -> Any:
-        dialect = postgresql if self.postgres else sqlite
-        stmt = dialect.insert(table)
-        names = columns if columns is not None else tuple(c.name for c in table.columns if c.name != "id")
-        update = [c for c in names if c not in keys]
-        return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
 
     @staticmethod
     def _now() -> datetime:

@@ -149,7 +149,12 @@ def run_steps_of(db: sa.Engine, run_id: str, *, history: bool = False) -> list[S
         rows = conn.execute(
             sa.select(run_steps)
             .where(run_steps.c.run_id == run_id)
-            .order_by(run_steps.c.run_attempt, run_steps.c.started_at, run_steps.c.key, run_steps.c.attempt)
+            .order_by(
+                run_steps.c.run_attempt,
+                sa.func.coalesce(run_steps.c.started_at, run_steps.c.finished_at),
+                run_steps.c.key,
+                run_steps.c.attempt,
+            )
         ).all()
     records: dict[str, StepRecord] = {}
     out: list[StepRecord] = []

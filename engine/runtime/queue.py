@@ -49,7 +49,7 @@ class Doorbell:
             log.warning("could not enqueue %s/%s#%d (%s); the reconciler will retry", run_id, key, attempt, e)
 
     def start_worker(self, threads: int) -> dramatiq.Worker:
-        worker = dramatiq.Worker(self.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=100)
+        worker = dramatiq.Worker(self.broker, queues={QUEUE}, worker_threads=threads, worker_timeout=20)
         worker.start()
         return worker
 

@@ -171,12 +171,19 @@ class Runtime:
         with self.db.begin() as conn:
             return RunStatus(conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar_one())
 
-    def wait(self, run_id: str, timeout: float = 60.0, *, until_idle: bool = True, poll: float = 0.02) -> RunStatus:
-        """Wait until the run finishes (or, with until_idle, waits for a person or is paused)."""
+    def wait(self, run_id: str, timeout: float = 60.0, *, until_idle: bool = True, poll: float = 0.1) -> RunStatus:
+        """Wait until the run finishes (or, with until_idle, waits for a person or is paused).
+
+        Changes recorded by this process wake the waiter at once; ``poll`` bounds how late a change recorded by
+        another process (a separate worker) is noticed.
+        """
         deadline = time.monotonic() + timeout
         idle = {RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED} if until_idle else set()
+        committed = self.orchestrator.committed
         while True:
-            status = retrying(lambda: self.status(run_id), patience=timeout)
-            if status.finished or status in idle or time.monotonic() > deadline:
-                return status
-            time.sleep(poll)
+            with committed:
+                status = retrying(lambda: self.status(run_id), patience=timeout)
+                left = deadline - time.monotonic()
+                if status.finished or status in idle or left <= 0:
+                    return status
+                committed.wait(min(poll, left))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -51,7 +52,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
 
         return engine
     # pre_ping: after a database restart the pool's old connections are dead; test them before use
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # no pool_pre_ping (a round trip per checkout): after a database restart the first use of a pooled connection
+    # fails, SQLAlchemy invalidates the pool, and the runtime's retry loop (engine.runtime.runtime.retrying) goes on
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def is_postgres(engine: sa.Engine) -> bool:
@@ -59,6 +62,8 @@ def is_postgres(engine: sa.Engine) -> bool:
 
 
 def alembic_config(engine: sa.Engine) -> Config:
+    from alembic.config import Config  # imported when migrating only: it costs half a second
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
@@ -67,6 +72,8 @@ def alembic_config(engine: sa.Engine) -> Config:
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest migration (idempotent; safe to call on every start)."""
+    from alembic import command
+
     config = alembic_config(engine)
     with engine.begin() as conn:
         config.attributes["connection"] = conn

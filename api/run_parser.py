@@ -1,0 +1,77 @@
+"""The arguments of the commands that run flows; their code (api.run_commands) is imported only when one runs,
+so `ionflux validate` and friends do not pay for the database, queue and terminal libraries."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module("api.run_commands"), name)
+        return command(args)
+
+    return run
+
+
+def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("run", "Run a flow end to end in the embedded engine, with live per-step progress.")
+    p.add_argument("file", metavar="FILE", help="flow file ('-' reads standard input)")
+    p.add_argument("--input", help="run input as JSON, or @file.json")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON (no progress)")
+    p.add_argument("--detach", action="store_true", help="store and start the run, print its id, do not execute")
+    p.add_argument("--timeout", type=float, default=3600.0, help="stop waiting after this many seconds")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default IONFLUX_WORKER_THREADS)")
+    p.set_defaults(func=_lazy("cmd_run"))
+
+    p = add("runs", "List recent runs.")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--flow", help="only this flow id")
+    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("cmd_runs"))
+
+    p = add("run-show", "Show one run: status, timings, errors, step previews and logs.")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of 6+ characters)")
+    p.add_argument("--history", action="store_true", help="every attempt of every step, not only the latest")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("cmd_run_show"))
+
+    for name, text in (
+        ("cancel", "Cancel a run."),
+        ("pause", "Pause a run (running steps finish; nothing new starts)."),
+        ("resume", "Resume a paused run."),
+        ("approve", "Approve (or --reject) the approval step a run waits on."),
+        ("rerun", "Re-run a failed or cancelled run from its failed steps, keeping upstream outputs."),
+    ):
+        p = add(name, text)
+        p.add_argument("run_id", metavar="RUN_ID")
+        p.add_argument("--detach", action="store_true", help="do not carry the run on in this process")
+        p.add_argument("--timeout", type=float, default=3600.0)
+        if name == "approve":
+            p.add_argument("--reject", action="store_true")
+            p.add_argument("--node", help="which approval step, when several wait")
+            p.add_argument("--comment")
+            p.add_argument("--by", help="who decides (default: $USER)")
+        if name == "rerun":
+            p.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
+        p.set_defaults(func=_lazy(f"cmd_{name}"))
+
+    p = add("up", "Start IONFLUX all-in-one (embedded): store the bundled flows, run workers and timers.")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=_lazy("cmd_up"))
+
+    p = add("worker", "Run worker processes against Redis + the shared database (scale-out mode).")
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=_lazy("cmd_worker"))
+
+    p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
+    p.add_argument("action", choices=("set", "list", "delete", "new-key"))
+    p.add_argument("name", nargs="?")
+    p.add_argument("--value", help="the value (default: read standard input, so it stays out of shell history)")
+    p.set_defaults(func=_lazy("cmd_secrets"))

@@ -1,0 +1,138 @@
+"""The orchestrator's hot path: lock a run, append an event, upsert step rows, update the run.
+
+Two implementations of the same four operations. ``Writes`` uses SQLAlchemy Core with statements built once
+(any database; SQLite uses it). ``PostgresWrites`` sends plain SQL through the transaction's own psycopg
+connection and pipelines the writes of one event (one network round trip instead of four): on PostgreSQL,
+SQLAlchemy's per-statement work cost more than the statements themselves (docs/benchmarks.md has the figures).
+Both write the same rows; the runtime tests run on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg.types.json import Json
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.store.tables import run_events, run_steps, runs
+
+STEP_KEY = ("run_id", "run_attempt", "key", "attempt")
+JSON_COLUMNS = frozenset({"error", "logs", "outputs", "data", "trigger", "input"})
+
+
+def upsert(postgres: bool, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...] | None = None) -> Any:
+    dialect = postgresql if postgres else sqlite
+    stmt = dialect.insert(table)
+    names = columns if columns is not None else tuple(c.name for c in table.columns if c.name != "id")
+    update = [c for c in names if c not in keys]
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+
+
+class Writes:
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self._statements: dict[Any, Any] = {}
+
+    def statement(self, key: Any, build: Callable[[], Any]) -> Any:
+        """Statements built once and reused: building SQLAlchemy constructs costs more than running them."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = build()
+        return stmt
+
+    def lock(self, conn: sa.Connection, run_id: str) -> Any:
+        """The run's row (seq, version_id, parent_run_id, parent_step), locked for this transaction, or None."""
+
+        def build() -> Any:
+            query = sa.select(runs.c.seq, runs.c.version_id, runs.c.parent_run_id, runs.c.parent_step).where(
+                runs.c.id == sa.bindparam("_id")
+            )
+            return query.with_for_update() if self.postgres else query
+
+        return conn.execute(self.statement("lock", build), {"_id": run_id}).first()
+
+    def record(
+        self, conn: sa.Connection, event: dict[str, Any], rows: list[dict[str, Any]], run_id: str, run: dict[str, Any]
+    ) -> None:
+        """Append the event, upsert the step rows, update the run: one event's writes."""
+        conn.execute(self.statement("event", run_events.insert), event)
+        for row in rows:
+            columns = tuple(row)
+            stmt = self.statement(("step", columns), lambda c=columns: upsert(self.postgres, run_steps, STEP_KEY, c))  # type: ignore[misc]
+            conn.execute(stmt, row)
+        stmt = self.statement(("run", tuple(run)), lambda: runs.update().where(runs.c.id == sa.bindparam("_id")))
+        conn.execute(stmt, {**run, "_id": run_id})
+
+
+class PostgresWrites(Writes):
+    def __init__(self) -> None:
+        super().__init__(postgres=True)
+        self._sql: dict[Any, str] = {}
+
+    def lock(self, conn: sa.Connection, run_id: str) -> Any:
+        raw = _raw(conn)
+        # in a pipeline, psycopg's implicit BEGIN travels with the query: one round trip, not two
+        with raw.pipeline(), raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT seq, version_id, parent_run_id, parent_step FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return _Row(*row)
+
+    def record(
+        self, conn: sa.Connection, event: dict[str, Any], rows: list[dict[str, Any]], run_id: str, run: dict[str, Any]
+    ) -> None:
+        raw = _raw(conn)
+        with raw.pipeline(), raw.cursor() as cursor:
+            cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
+            for row in rows:
+                cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
+            cursor.execute(self._update_run(tuple(run)), {**_adapt(run), "_id": run_id})
+
+    def _insert(self, table: str, columns: tuple[str, ...]) -> str:
+        key = ("insert", table, columns)
+        if key not in self._sql:
+            names = ", ".join(columns)
+            values = ", ".join(f"%({c})s" for c in columns)
+            self._sql[key] = f"INSERT INTO {table} ({names}) VALUES ({values})"
+        return self._sql[key]
+
+    def _upsert_step(self, columns: tuple[str, ...]) -> str:
+        key = ("step", columns)
+        if key not in self._sql:
+            update = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in STEP_KEY)
+            self._sql[key] = (
+                self._insert("run_steps", columns) + f" ON CONFLICT ({', '.join(STEP_KEY)}) DO UPDATE SET {update}"
+            )
+        return self._sql[key]
+
+    def _update_run(self, columns: tuple[str, ...]) -> str:
+        key = ("run", columns)
+        if key not in self._sql:
+            sets = ", ".join(f"{c} = %({c})s" for c in columns)
+            self._sql[key] = f"UPDATE runs SET {sets} WHERE id = %(_id)s"
+        return self._sql[key]
+
+
+class _Row:
+    __slots__ = ("parent_run_id", "parent_step", "seq", "version_id")
+
+    def __init__(self, seq: int, version_id: str, parent_run_id: str | None, parent_step: str | None) -> None:
+        self.seq, self.version_id, self.parent_run_id, self.parent_step = seq, version_id, parent_run_id, parent_step
+
+
+def _raw(conn: sa.Connection) -> Any:
+    """The transaction's own DBAPI (psycopg) connection: what runs on it is part of the same transaction."""
+    return conn.connection.dbapi_connection
+
+
+def _adapt(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: Json(v) if k in JSON_COLUMNS and v is not None else v for k, v in values.items()}
+
+
+def writes_for(postgres: bool) -> Writes:
+    return PostgresWrites() if postgres else Writes(postgres=False)
