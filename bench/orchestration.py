@@ -103,36 +103,37 @@ def timed_run(runtime: Runtime, version: str, timeout: float = 600.0) -> tuple[f
 
 def measure_mode(mode: str, runs: int, foreach_sizes: list[int]) -> dict[str, Any]:
     results: dict[str, Any] = {"workloads": {}, "foreach": {}}
-    with tempfile.TemporaryDirectory() as tmp, mode_config(mode, Path(tmp)) as cfg:
-        with Runtime(cfg, extension_modules=("bench.fibo",)) as runtime:
-            runtime.start()
-            for label, (steps, n) in WORKLOADS.items():
-                _, version = runtime.orchestrator.save_flow(chain_flow(steps, n), f"{label}.yaml")
-                timed_run(runtime, version)  # warm-up: plans compiled, connections open
-                overheads, walls = [], []
-                for _ in range(runs):
-                    wall, body = timed_run(runtime, version)
-                    walls.append(wall)
-                    overheads.append((wall - body) / steps * 1000)
-                results["workloads"][label] = {
-                    "overhead_ms_median": round(statistics.median(overheads), 3),
-                    "overhead_ms_runs": [round(x, 3) for x in overheads],
-                    "wall_s_median": round(statistics.median(walls), 4),
-                }
-                print(
-                    f"  {mode:>15} {label:>13}: {statistics.median(overheads):7.3f} ms/step overhead", file=sys.stderr
-                )
-            for size in foreach_sizes:
-                _, version = runtime.orchestrator.save_flow(foreach_flow(size), f"foreach-{size}.yaml")
-                rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                wall, _ = timed_run(runtime, version, timeout=3600)
-                rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                results["foreach"][str(size)] = {
-                    "wall_s": round(wall, 3),
-                    "ms_per_item": round(wall / size * 1000, 3),
-                    "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
-                }
-                print(f"  {mode:>15} foreach {size:>6}: {wall / size * 1000:7.3f} ms/item", file=sys.stderr)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mode_config(mode, Path(tmp)) as cfg,
+        Runtime(cfg, extension_modules=("bench.fibo",)) as runtime,
+    ):
+        runtime.start()
+        for label, (steps, n) in WORKLOADS.items():
+            _, version = runtime.orchestrator.save_flow(chain_flow(steps, n), f"{label}.yaml")
+            timed_run(runtime, version)  # warm-up: plans compiled, connections open
+            overheads, walls = [], []
+            for _ in range(runs):
+                wall, body = timed_run(runtime, version)
+                walls.append(wall)
+                overheads.append((wall - body) / steps * 1000)
+            results["workloads"][label] = {
+                "overhead_ms_median": round(statistics.median(overheads), 3),
+                "overhead_ms_runs": [round(x, 3) for x in overheads],
+                "wall_s_median": round(statistics.median(walls), 4),
+            }
+            print(f"  {mode:>15} {label:>13}: {statistics.median(overheads):7.3f} ms/step overhead", file=sys.stderr)
+        for size in foreach_sizes:
+            _, version = runtime.orchestrator.save_flow(foreach_flow(size), f"foreach-{size}.yaml")
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            wall, _ = timed_run(runtime, version, timeout=3600)
+            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            results["foreach"][str(size)] = {
+                "wall_s": round(wall, 3),
+                "ms_per_item": round(wall / size * 1000, 3),
+                "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
+            }
+            print(f"  {mode:>15} foreach {size:>6}: {wall / size * 1000:7.3f} ms/item", file=sys.stderr)
     return results
 
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.foreach.split(",") if s.strip()]
     report: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "runs": args.runs,
         "ionflux": {},
     }
