@@ -343,8 +343,9 @@ def cmd_run_show(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """All-in-one embedded process: migrations, the demo flows stored, workers + timers until interrupted."""
-    from api.cli import flows_dir
+    from api.cli import cmd_demo, flows_dir
 
+    cmd_demo(args)  # what the bundled flows are, and the demo flow's graph and cost
     console = Console(highlight=False)
     settings = Settings()
     runtime = _runtime(settings)
@@ -359,10 +360,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         runtime.start(args.threads)
         where = settings.database_url or str(settings.home / "ionflux.db")
         console.print(
-            f"ionflux up: {stored} runnable flows stored; database {where}; "
+            f"\nionflux up: {stored} runnable flows stored; database {where}; "
             f"{'Redis ' + settings.redis_url if settings.redis_url else 'embedded queue'}; "
             f"{args.threads or settings.worker_threads} worker threads. Ctrl-C stops."
         )
+        console.print("Run a flow from another terminal: uv run ionflux run flows/expense-approval.yaml")
         _wait_for_signal(args.seconds)
     return 0
 
