@@ -50,11 +50,10 @@ def worker_env(
 
 
 @contextmanager
-def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(env: dict[str, str], log: Path, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "api.cli", "worker", "--threads", "2", "--processes", str(processes)]
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "worker", "--threads", "2"], env=env, cwd=ROOT, stdout=out, stderr=out
-        )
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
     try:
         yield process
     finally:
@@ -125,7 +124,7 @@ def test_worker_killed_mid_step_the_run_completes_with_each_result_recorded_once
             doomed.send_signal(signal.SIGKILL)  # no goodbye, no ack, the step half done
             doomed.wait(10)
         assert runtime.status(run_id) is RunStatus.RUNNING
-        with worker(env, tmp_path / "worker2.log"):
+        with worker(env, tmp_path / "worker2.log", processes=2):  # two processes share the recovery
             assert runtime.wait(run_id, 60, poll=0.1) is RunStatus.SUCCEEDED
         assert succeeded_events(runtime, run_id) == ["first", "last", "long"]
         assert final_statuses(runtime, run_id) == {"first": "succeeded", "long": "succeeded", "last": "succeeded"}

@@ -99,6 +99,8 @@ class Runtime:
             with self._inflight_lock:
                 self._inflight.discard(token)
         while work is not None:
+            if self._stop.is_set():  # shutting down: the claimed step goes back to the queue once we retire
+                return
             work = self._run(work)
 
     def _run(self, work: Work) -> Work | None:
