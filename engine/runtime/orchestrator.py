@@ -39,7 +39,7 @@ from engine.runtime import payloads
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.secrets import SecretStore
-from engine.runtime.writes import upsert, writes_for
+from engine.runtime.writes import Pending, upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
@@ -106,6 +106,7 @@ class _Tx:
     chained: Work | None = None
     claim: bool = False  # the caller is a worker that continues with one started step itself
     timer_at: datetime | None = None
+    pending: list[Pending] = field(default_factory=list)  # event writes, flushed just before the commit
 
 
 class Orchestrator:
@@ -432,7 +433,9 @@ class Orchestrator:
     @contextmanager
     def _transaction(self, *, claim: bool = False) -> Iterator[_Tx]:
         with self.db.begin() as conn:
-            yield _Tx(conn, claim=claim)
+            tx = _Tx(conn, claim=claim)
+            yield tx
+            self._writes.flush(conn, tx.pending)
 
     def _after(self, tx: _Tx) -> None:
         """After commit: remember the new states, ring the doorbells, wake the timer loop."""
@@ -567,7 +570,7 @@ class Orchestrator:
             values["outputs"] = finished.outputs
         elif isinstance(event, ev.RerunRequested):
             values["outputs"] = None
-        self._writes.record(tx.conn, event_row, list(rows.values()), run.id, values)
+        tx.pending.append((event_row, list(rows.values()), run.id, values))  # written at commit (see writes.py)
         for child in children:
             self._start_child(tx, run, child, event.at)
         if finished is not None and run.parent_run_id and run.parent_step:

@@ -2,7 +2,7 @@
 
 Two implementations of the same four operations. ``Writes`` uses SQLAlchemy Core with statements built once
 (any database; SQLite uses it). ``PostgresWrites`` sends plain SQL through the transaction's own psycopg
-connection and pipelines the writes of one event (one network round trip instead of four): on PostgreSQL,
+connection and pipelines a transaction's writes with its COMMIT (one network round trip instead of five): on PostgreSQL,
 SQLAlchemy's per-statement work cost more than the statements themselves (docs/benchmarks.md has the figures).
 Both write the same rows; the runtime tests run on both databases.
 """
@@ -19,6 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.store.tables import run_events, run_steps, runs
 
 STEP_KEY = ("run_id", "run_attempt", "key", "attempt")
+#: one recorded event's writes: the event row, the changed step rows, the run id and the run's new values
+Pending = tuple[dict[str, Any], list[dict[str, Any]], str, dict[str, Any]]
 JSON_COLUMNS = frozenset({"error", "logs", "outputs", "data", "trigger", "input"})
 
 
@@ -53,6 +55,11 @@ class Writes:
 
         return conn.execute(self.statement("lock", build), {"_id": run_id}).first()
 
+    def flush(self, conn: sa.Connection, pending: list[Pending]) -> None:
+        """Write the events a transaction recorded (called last, just before the commit)."""
+        for event, rows, run_id, run in pending:
+            self.record(conn, event, rows, run_id, run)
+
     def record(
         self, conn: sa.Connection, event: dict[str, Any], rows: list[dict[str, Any]], run_id: str, run: dict[str, Any]
     ) -> None:
@@ -83,15 +90,21 @@ class PostgresWrites(Writes):
             return None
         return _Row(*row)
 
-    def record(
-        self, conn: sa.Connection, event: dict[str, Any], rows: list[dict[str, Any]], run_id: str, run: dict[str, Any]
-    ) -> None:
+    def flush(self, conn: sa.Connection, pending: list[Pending]) -> None:
+        """All of the transaction's event writes and its COMMIT in one pipeline: one network round trip.
+
+        (SQLAlchemy's own commit that follows finds the transaction closed, which psycopg treats as a no-op.)
+        """
+        if not pending:
+            return
         raw = _raw(conn)
         with raw.pipeline(), raw.cursor() as cursor:
-            cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
-            for row in rows:
-                cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
-            cursor.execute(self._update_run(tuple(run)), {**_adapt(run), "_id": run_id})
+            for event, rows, run_id, run in pending:
+                cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
+                for row in rows:
+                    cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
+                cursor.execute(self._update_run(tuple(run)), {**_adapt(run), "_id": run_id})
+            raw.commit()
 
     def _insert(self, table: str, columns: tuple[str, ...]) -> str:
         key = ("insert", table, columns)
