@@ -39,7 +39,7 @@ from engine.runtime import payloads
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.secrets import SecretStore
-from engine.runtime.writes import Pending, upsert, writes_for
+from engine.runtime.writes import Conflict, Pending, upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
@@ -49,6 +49,10 @@ SETTLED = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED}
 )
 NATIVE_TYPES = frozenset({"foreach", "approval", "delay", "flow.call"})  # carried out by the machine itself
+
+
+class _Stale(Exception):
+    """This process's copy of a run is missing or behind: redo the transaction under the run's lock."""
 
 
 class RunNotFoundError(IonfluxError):
@@ -130,7 +134,8 @@ class Orchestrator:
         self.timer_scheduled: Callable[[datetime], None] = lambda at: None
         self._plans: dict[str, Plan] = {}
         self._writes = writes_for(self.postgres)
-        self._cache: OrderedDict[str, tuple[int, RunState]] = OrderedDict()
+        # run id -> (seq, state, parent run id, parent step) as this process last recorded or read it
+        self._cache: OrderedDict[str, tuple[int, RunState, str | None, str | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.cache_size = 512
         #: notified when a commit of this process settles a run (waiters in the same process need not poll)
@@ -319,12 +324,22 @@ class Orchestrator:
             except (payloads.PayloadTooLargeError, TypeError) as e:
                 code = e.code if isinstance(e, IonfluxError) else "step.output_invalid"
                 error = StepError(code, f"{work.key}: {e}")
+        try:  # optimistic: from this process's copy of the run, without locking it first (one round trip less)
+            return self._complete(work, result, output, error, optimistic=True)
+        except (Conflict, _Stale):
+            return self._complete(work, result, output, error, optimistic=False)
+
+    def _complete(
+        self, work: Work, result: StepResult, output: Any, error: StepError | None, *, optimistic: bool
+    ) -> Work | None:
         with self._transaction(claim=True) as tx:
-            run = self._lock_run_if_any(tx, work.run_id)
+            run = self._cached_run(tx, work.run_id) if optimistic else self._lock_run_if_any(tx, work.run_id)
             if run is None:
                 return None
             step = run.state.step(work.key)
             if step.status is not StepStatus.RUNNING or step.attempt != work.attempt or step.waiting is not None:
+                if optimistic:
+                    raise _Stale  # maybe this copy is behind; look again under the lock
                 return None  # late (timed out, cancelled) or a duplicate: the recorded result stands
             now = self._now()
             event: ev.Event
@@ -346,6 +361,17 @@ class Orchestrator:
                 )
         self._after(tx)
         return tx.chained
+
+    def _cached_run(self, tx: _Tx, run_id: str) -> _Run:
+        """The run as this process last recorded it, unlocked; a stale copy fails at commit (Conflict)."""
+        with self._lock:
+            cached = self._cache.get(run_id)
+        if cached is None:
+            raise _Stale
+        seq, state, parent_run_id, parent_step = cached
+        run = _Run(run_id, seq, self.plan(state.version_id, tx.conn), state, parent_run_id, parent_step)
+        tx.runs[run_id] = run
+        return run
 
     def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> int:
         now = now or self._now()
@@ -441,7 +467,7 @@ class Orchestrator:
         """After commit: remember the new states, ring the doorbells, wake the timer loop."""
         with self._lock:
             for run in tx.runs.values():
-                self._cache[run.id] = (run.seq, run.state)
+                self._cache[run.id] = (run.seq, run.state, run.parent_run_id, run.parent_step)
                 self._cache.move_to_end(run.id)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Json
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +31,10 @@ def upsert(postgres: bool, table: sa.Table, keys: tuple[str, ...], columns: tupl
     names = columns if columns is not None else tuple(c.name for c in table.columns if c.name != "id")
     update = [c for c in names if c not in keys]
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+
+
+class Conflict(Exception):
+    """Another transaction recorded an event of the same run first (its ``run_events`` sequence number is taken)."""
 
 
 class Writes:
@@ -57,20 +62,27 @@ class Writes:
 
     def flush(self, conn: sa.Connection, pending: list[Pending]) -> None:
         """Write the events a transaction recorded (called last, just before the commit)."""
-        for event, rows, run_id, run in pending:
-            self.record(conn, event, rows, run_id, run)
+        try:
+            for event, rows, run_id, run in pending:
+                self.record(conn, event, rows, run_id, run)
+        except sa.exc.IntegrityError as e:
+            raise Conflict(str(e)) from e
 
     def record(
         self, conn: sa.Connection, event: dict[str, Any], rows: list[dict[str, Any]], run_id: str, run: dict[str, Any]
     ) -> None:
-        """Append the event, upsert the step rows, update the run: one event's writes."""
+        """Update the run, append the event, upsert the step rows: one event's writes.
+
+        The run's row first: a transaction that did not lock it beforehand (Orchestrator.complete's optimistic
+        path) then takes the row lock before the event's sequence number, in the same order as everyone else.
+        """
+        stmt = self.statement(("run", tuple(run)), lambda: runs.update().where(runs.c.id == sa.bindparam("_id")))
+        conn.execute(stmt, {**run, "_id": run_id})
         conn.execute(self.statement("event", run_events.insert), event)
         for row in rows:
             columns = tuple(row)
             stmt = self.statement(("step", columns), lambda c=columns: upsert(self.postgres, run_steps, STEP_KEY, c))  # type: ignore[misc]
             conn.execute(stmt, row)
-        stmt = self.statement(("run", tuple(run)), lambda: runs.update().where(runs.c.id == sa.bindparam("_id")))
-        conn.execute(stmt, {**run, "_id": run_id})
 
 
 class PostgresWrites(Writes):
@@ -98,13 +110,16 @@ class PostgresWrites(Writes):
         if not pending:
             return
         raw = _raw(conn)
-        with raw.pipeline(), raw.cursor() as cursor:
-            for event, rows, run_id, run in pending:
-                cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
-                for row in rows:
-                    cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
-                cursor.execute(self._update_run(tuple(run)), {**_adapt(run), "_id": run_id})
-            raw.commit()
+        try:
+            with raw.pipeline(), raw.cursor() as cursor:
+                for event, rows, run_id, run in pending:  # same order as Writes.record, for the same reason
+                    cursor.execute(self._update_run(tuple(run)), {**_adapt(run), "_id": run_id})
+                    cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
+                    for row in rows:
+                        cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
+                raw.commit()
+        except psycopg.errors.UniqueViolation as e:
+            raise Conflict(str(e)) from e
 
     def _insert(self, table: str, columns: tuple[str, ...]) -> str:
         key = ("insert", table, columns)
