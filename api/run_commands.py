@@ -2,7 +2,8 @@
 secrets.
 
 Exit codes of ``run`` (and of the commands that continue a run): 0 succeeded; 1 failed; 2 usage or unreadable
-file; 3 cancelled; 4 waiting (for an approval, or paused); 5 refused (invalid flow, input or action).
+file; 3 cancelled; 4 waiting (for an approval, or paused); 5 refused (invalid flow, input or action); 6 gave up
+waiting (``--timeout``) while the run goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ EXIT = {
     RunStatus.PAUSED: 4,
 }
 REFUSED = 5
+STILL_RUNNING = 6
 # columns that must stay readable on an 80-column terminal (the previews give way instead)
 MIN_WIDTH = {"run": 26, "step": 12, "type": 9, "status": 9, "try": 3, "attempt": 7, "ms": 6, "started": 14, "C-ION": 5}
 MARK = {
@@ -142,7 +144,7 @@ def report(runtime: Runtime, run_id: str, status: RunStatus, console: Console, a
     assert summary is not None
     if as_json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
-        return EXIT.get(status, 1)
+        return EXIT.get(status, STILL_RUNNING)
     if status is RunStatus.SUCCEEDED:
         console.print(Text(f"run {run_id} succeeded in {summary.duration_ms} ms", style="green"))
         console.print_json(json.dumps(summary.outputs, default=str))
@@ -170,6 +172,24 @@ def report(runtime: Runtime, run_id: str, status: RunStatus, console: Console, a
 # --- commands -------------------------------------------------------------------------------------------------
 
 
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Errors a user can fix end the command with their message and hint, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        console = Console(highlight=False)
+        try:
+            return command(args)
+        except (IonfluxError, FlowValidationError) as e:
+            return _error(console, e)
+        except OSError as e:
+            console.print(Text(f"error[file.unreadable]: {e.filename or ''}: {e.strerror}", style="red"))
+            return 2
+
+    run.__name__ = command.__name__
+    return run
+
+
+@guarded
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     settings = Settings()
@@ -191,6 +211,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _error(console, e)
         if args.detach:
             print(run_id)
+            if not settings.redis_url:
+                Console(highlight=False, stderr=True).print(
+                    "stored and started; a running `ionflux up` executes it (its reconciler picks it up within "
+                    f"{settings.requeue_after_seconds:g} s)"
+                )
             return 0
         runtime.start(args.threads)
         if not args.json:
@@ -223,20 +248,24 @@ def _continue(args: argparse.Namespace, action: Callable[[Runtime, str], Any]) -
         return report(runtime, summary.id, status, console, False)
 
 
+@guarded
 def cmd_cancel(args: argparse.Namespace) -> int:
     args.detach = True
     return _continue(args, lambda rt, run_id: rt.orchestrator.cancel(run_id, by=os.environ.get("USER")))
 
 
+@guarded
 def cmd_pause(args: argparse.Namespace) -> int:
     args.detach = True
     return _continue(args, lambda rt, run_id: rt.orchestrator.pause(run_id))
 
 
+@guarded
 def cmd_resume(args: argparse.Namespace) -> int:
     return _continue(args, lambda rt, run_id: rt.orchestrator.resume(run_id))
 
 
+@guarded
 def cmd_approve(args: argparse.Namespace) -> int:
     def act(rt: Runtime, run_id: str) -> None:
         key = rt.orchestrator.approve(
@@ -247,6 +276,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return _continue(args, act)
 
 
+@guarded
 def cmd_rerun(args: argparse.Namespace) -> int:
     def act(rt: Runtime, run_id: str) -> None:
         version = None
@@ -257,6 +287,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _continue(args, act)
 
 
+@guarded
 def cmd_runs(args: argparse.Namespace) -> int:
     settings = Settings()
     console = Console(highlight=False)
@@ -288,6 +319,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+@guarded
 def cmd_run_show(args: argparse.Namespace) -> int:
     settings = Settings()
     console = Console(highlight=False)
@@ -341,6 +373,7 @@ def cmd_run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+@guarded
 def cmd_up(args: argparse.Namespace) -> int:
     """All-in-one embedded process: migrations, the demo flows stored, workers + timers until interrupted."""
     from api.cli import cmd_demo, flows_dir
@@ -384,6 +417,7 @@ def _wait_for_signal(seconds: float | None) -> None:
         pass
 
 
+@guarded
 def cmd_worker(args: argparse.Namespace) -> int:
     """Worker processes for Redis + PostgreSQL deployments (N processes × M threads)."""
     console = Console(highlight=False, stderr=True)
@@ -412,6 +446,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+@guarded
 def cmd_secrets(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     if args.action == "new-key":

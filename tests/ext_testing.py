@@ -46,11 +46,18 @@ def big(call: StepCall) -> Any:
     return {"blob": "x" * int(call.with_["size"])}
 
 
+def returns(call: StepCall) -> Any:
+    """Return something awkward: ``nan``, a ``set``, a ``tuple`` or a mapping with integer keys."""
+    kind = call.with_["kind"]
+    return {"nan": float("nan"), "set": {1, 2}, "tuple": (1, 2), "int_keys": {1: "one"}}[kind]
+
+
 def register(types: Registry, executors: ExecutorRegistry) -> None:
     for name, summary, fn in (
         ("test.sleep", "Sleep, then return", sleep),
         ("test.flaky", "Fail until an attempt", flaky),
         ("test.big", "Return a large string", big),
+        ("test.returns", "Return a value JSON represents badly or not at all", returns),
     ):
         types.register(NodeType(name, "test", summary, _ANY, _ANY))
         executors.register(name, fn)

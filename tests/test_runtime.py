@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.core.state import RunStatus
+from engine.core.state import RunStatus, StepKey
 from engine.dsl.inputs import RunInputError
 from engine.runtime import queries
 from engine.runtime.orchestrator import Orchestrator, RunNotFoundError, RunRefusedError
 from engine.runtime.runtime import Runtime
-from engine.store.tables import run_events, run_steps, runs, timers
+from engine.store.tables import approvals, run_events, run_steps, runs, timers
 from tests.runtime_helpers import BACKENDS, flow, run_flow, running
 
 
@@ -467,3 +467,145 @@ def test_steps_claimed_by_a_dead_worker_are_requeued(rt: Runtime) -> None:
     rt.orchestrator.doorbell = rt.doorbell.ring
     assert rt.wait(run_id, 15) is RunStatus.SUCCEEDED  # ...until the reconciler finds its worker silent
     assert [k for k, _ in events(rt, run_id)].count("step_succeeded") == 2
+
+
+def test_rerun_asks_for_the_approval_again(rt: Runtime) -> None:
+    run_id, status = run_flow(rt, APPROVAL)
+    assert status == "awaiting_approval"
+    rt.orchestrator.approve(run_id, False, by="ana")
+    assert rt.wait(run_id, 30) is RunStatus.FAILED
+    rt.orchestrator.rerun(run_id)
+    assert rt.wait(run_id, 30) is RunStatus.AWAITING_APPROVAL
+    assert queries.pending_approvals(rt.db, run_id) == [{"step": "gate", "message": "Ship it?", "approvers": []}]
+    rt.orchestrator.approve(run_id, True, by="ana")
+    assert rt.wait(run_id, 30) is RunStatus.SUCCEEDED
+
+
+def test_a_step_cancelled_in_the_transaction_that_started_it_never_runs(rt: Runtime, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    text = f"""
+    fluxgraph: 1
+    id: doomed-branch
+    nodes:
+      - id: a
+        type: data.set
+        with: {{v: 1}}
+      - id: b
+        type: test.sleep
+        needs: [a]
+        with: {{seconds: 0, journal: "{journal}"}}
+      - id: c
+        type: flow.call
+        needs: [a]
+        with: {{flow: no-such-flow}}
+    """
+    run_id, status = run_flow(rt, text)
+    assert status == "failed"
+    assert steps(rt, run_id)["c"].error["code"] == "flow.not_found"  # type: ignore[index]
+    time.sleep(0.3)
+    assert not journal.exists()  # b was started and cancelled by the same event: nobody ran it
+
+
+def test_cancelling_a_parent_cancels_the_child_it_waits_for(rt: Runtime) -> None:
+    rt.orchestrator.save_flow(
+        flow("""
+        fluxgraph: 1
+        id: slow-child
+        nodes:
+          - id: nap
+            type: test.sleep
+            with: {seconds: 0.5}
+          - id: after
+            type: data.set
+            needs: [nap]
+            with: {done: true}
+        """),
+        "slow-child.yaml",
+    )
+    _, version = rt.orchestrator.save_flow(
+        flow("""
+        fluxgraph: 1
+        id: waits
+        nodes:
+          - id: call
+            type: flow.call
+            with: {flow: slow-child}
+        """),
+        "waits.yaml",
+    )
+    run_id = rt.orchestrator.start_run(version)
+    deadline = time.monotonic() + 10
+    while not (steps(rt, run_id).get("call") and steps(rt, run_id)["call"].child_run_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child_id = steps(rt, run_id)["call"].child_run_id
+    rt.orchestrator.cancel(run_id)
+    assert rt.wait(run_id, 10) is RunStatus.CANCELLED
+    assert child_id is not None and rt.wait(child_id, 10) is RunStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("tuple", [1, 2]), ("int_keys", {"1": "one"}), ("set", [1, 2]), ("nan", "step.output_invalid")],
+)
+def test_outputs_continue_as_json_gives_them_back(rt: Runtime, kind: str, expected: Any) -> None:
+    text = f"""
+    fluxgraph: 1
+    id: awkward-{kind.replace("_", "-")}
+    nodes:
+      - id: make
+        type: test.returns
+        with: {{kind: {kind}}}
+    outputs:
+      value: "{{{{ nodes.make.output }}}}"
+    """
+    run_id, status = run_flow(rt, text)
+    if isinstance(expected, str):
+        assert status == "failed"
+        assert steps(rt, run_id)["make"].error["code"] == expected  # type: ignore[index]
+    else:
+        assert status == "succeeded"
+        assert outputs(rt, run_id) == {"value": expected}
+        assert rt.orchestrator.state(run_id).step(StepKey("make")).output == expected  # what a replay sees
+
+
+def test_secrets_are_scrubbed_in_json_escaped_form_too(rt: Runtime) -> None:
+    rt.orchestrator.secrets.set("pem", 'line one\nline "two"')
+    text = """
+    fluxgraph: 1
+    id: pem
+    secrets: [pem]
+    nodes:
+      - id: keep
+        type: data.set
+        with: {key: "{{ secrets.pem }}"}
+    """
+    run_id, status = run_flow(rt, text)
+    assert status == "succeeded"
+    assert steps(rt, run_id)["keep"].input_preview == '{"key":"***"}'
+
+
+def test_approval_timeouts_close_the_request_and_timers_do_not_outlive_steps(rt: Runtime) -> None:
+    text = """
+    fluxgraph: 1
+    id: nobody-answers
+    nodes:
+      - id: gate
+        type: approval
+        timeout: 200ms
+        on_timeout: approve
+        with: {message: "anyone?"}
+      - id: quick
+        type: data.set
+        timeout: 30s
+        needs: [gate]
+        with: {ok: true}
+    """
+    _, version = rt.orchestrator.save_flow(flow(text), "nobody-answers.yaml")
+    run_id = rt.orchestrator.start_run(version)
+    assert rt.wait(run_id, 10, until_idle=False) is RunStatus.SUCCEEDED
+    assert queries.pending_approvals(rt.db, run_id) == []
+    with rt.db.begin() as conn:
+        decided = conn.execute(sa.select(approvals.c.decided_by, approvals.c.approved)).all()
+        assert [tuple(row) for row in decided] == [("timeout", True)]
+        assert conn.execute(sa.select(sa.func.count()).select_from(timers)).scalar() == 0

@@ -248,6 +248,8 @@ class _Tx:
         step = self.step(event.key)
         if step.status is not StepStatus.RUNNING or step.waiting != "child":
             return
+        if step.child_run_id and event.child_run_id != step.child_run_id:
+            return  # a child of an earlier attempt (cancelled, then re-run) finishing late
         output = {"run_id": event.child_run_id, "status": event.status, "outputs": event.outputs}
         if event.status == "succeeded":
             self.succeed(event.key, output)

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,6 +140,7 @@ class Orchestrator:
         self.cache_size = 512
         #: notified when a commit of this process settles a run (waiters in the same process need not poll)
         self.committed = threading.Condition()
+        self.settled_count = 0  # how many such commits so far (a waiter compares it to know it missed none)
 
     # --- flows ----------------------------------------------------------------------------------------------
 
@@ -249,10 +250,16 @@ class Orchestrator:
                 )
             key = chosen[0]
             now = self._now()
+            step = run.state.step(key)
             self._record(tx, run, ev.ApprovalDecided(now, key, approved, by, comment))
             tx.conn.execute(
                 approvals.update()
-                .where(approvals.c.run_id == run_id, approvals.c.step_key == str(key), approvals.c.decided_at.is_(None))
+                .where(
+                    approvals.c.run_id == run_id,
+                    approvals.c.run_attempt == step.run_attempt,
+                    approvals.c.step_key == str(key),
+                    approvals.c.attempt == step.attempt,
+                )
                 .values(decided_at=now, approved=approved, decided_by=by)
             )
         self._after(tx)
@@ -302,7 +309,8 @@ class Orchestrator:
                 return None
             where = _row_where(run_id, step.run_attempt, key_text, attempt)
             row = tx.conn.execute(sa.select(run_steps.c.state, run_steps.c.worker_id).where(*where)).first()
-            mine = row is not None and row.worker_id == self.worker_id and f"{run_id}/{key_text}" not in inflight
+            token = f"{run_id}/{key_text}#{attempt}"
+            mine = row is not None and row.worker_id == self.worker_id and token not in inflight
             if row is not None and row.state == "claimed" and not mine:
                 return None  # another live worker (or thread) runs it; the reconciler handles dead ones
             tx.conn.execute(run_steps.update().where(*where).values(state="claimed", worker_id=self.worker_id))
@@ -312,18 +320,21 @@ class Orchestrator:
         """Record an attempt's result; returns the next step of the run this worker should run itself, if any."""
         error = result.error
         output: Any = None
+        value: Any = None
         if error is None:
             try:
-                output = payloads.store(
+                output, value = payloads.store(
                     result.output,
                     self.blobs,
                     inline_limit=self.config.inline_payload_bytes,
                     max_bytes=self.config.max_payload_bytes,
                     what=f"the output of {work.key}",
                 )
-            except (payloads.PayloadTooLargeError, TypeError) as e:
-                code = e.code if isinstance(e, IonfluxError) else "step.output_invalid"
-                error = StepError(code, f"{work.key}: {e}")
+            except payloads.PayloadTooLargeError as e:
+                error = StepError(e.code, f"{work.key}: {e.message}")
+            except (TypeError, ValueError) as e:
+                error = StepError("step.output_invalid", f"{work.key}: the output is not JSON: {e}")
+        result = replace(result, output=value, error=error)
         try:  # optimistic: from this process's copy of the run, without locking it first (one round trip less)
             return self._complete(work, result, output, error, optimistic=True)
         except (Conflict, _Stale):
@@ -344,7 +355,7 @@ class Orchestrator:
             now = self._now()
             event: ev.Event
             if error is None:
-                event = ev.StepSucceeded(now, work.key, work.attempt, result.output, result.cost_cion)
+                event = ev.StepSucceeded(now, work.key, work.attempt, result.output, result.cost_cion)  # JSON value
             else:
                 event = ev.StepFailed(now, work.key, work.attempt, error, result.cost_cion)
             extra_row = {
@@ -369,9 +380,25 @@ class Orchestrator:
         if cached is None:
             raise _Stale
         seq, state, parent_run_id, parent_step = cached
+        if parent_run_id is not None:
+            raise _Stale  # a child run may lock its parent: keep the one lock order (child, then parent)
         run = _Run(run_id, seq, self.plan(state.version_id, tx.conn), state, parent_run_id, parent_step)
         tx.runs[run_id] = run
         return run
+
+    def release(self, work: Work) -> None:
+        """Give a claimed step back: queued again, for any worker (the reconciler rings its doorbell)."""
+        step = work.state.step(work.key)
+        with self.db.begin() as conn:
+            conn.execute(
+                run_steps.update()
+                .where(
+                    *_row_where(work.run_id, step.run_attempt, str(work.key), work.attempt),
+                    run_steps.c.state == "claimed",
+                    run_steps.c.worker_id == self.worker_id,
+                )
+                .values(state="queued", worker_id=None, queued_at=self._now())
+            )
 
     def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> int:
         now = now or self._now()
@@ -461,6 +488,14 @@ class Orchestrator:
         with self.db.begin() as conn:
             tx = _Tx(conn, claim=claim)
             yield tx
+            chained = tx.chained
+            if chained is not None:  # a later event of this transaction may have cancelled it (the run failed)
+                final = tx.runs[chained.run_id].state
+                step = final.step(chained.key)
+                if step.status is StepStatus.RUNNING and step.attempt == chained.attempt and step.waiting is None:
+                    tx.chained = replace(chained, state=final)
+                else:
+                    tx.chained = None
             self._writes.flush(conn, tx.pending)
 
     def _after(self, tx: _Tx) -> None:
@@ -477,6 +512,7 @@ class Orchestrator:
             self.timer_scheduled(tx.timer_at)
         if any(run.state.status in SETTLED for run in tx.runs.values()):
             with self.committed:
+                self.settled_count += 1
                 self.committed.notify_all()
 
     def _lock_run(self, tx: _Tx, run_id: str) -> _Run:
@@ -539,7 +575,7 @@ class Orchestrator:
             data["output"] = stored_output
         elif isinstance(event, ev.RunStarted | ev.ChildRunFinished):
             field_name = "input" if isinstance(event, ev.RunStarted) else "outputs"
-            data[field_name] = payloads.store(
+            data[field_name], _ = payloads.store(
                 data[field_name],
                 self.blobs,
                 inline_limit=self.config.inline_payload_bytes,
@@ -573,6 +609,7 @@ class Orchestrator:
                 tx.conn.execute(
                     approvals.insert().values(
                         run_id=run.id,
+                        run_attempt=state.step(decision.key).run_attempt,
                         step_key=str(decision.key),
                         attempt=state.step(decision.key).attempt,
                         message=decision.message,
@@ -597,6 +634,7 @@ class Orchestrator:
         elif isinstance(event, ev.RerunRequested):
             values["outputs"] = None
         tx.pending.append((event_row, list(rows.values()), run.id, values))  # written at commit (see writes.py)
+        self._settle_side_tables(tx, run, event, old, transition)
         for child in children:
             self._start_child(tx, run, child, event.at)
         if finished is not None and run.parent_run_id and run.parent_step:
@@ -615,6 +653,42 @@ class Orchestrator:
                     ),
                 )
         return transition
+
+    def _settle_side_tables(
+        self, tx: _Tx, run: _Run, event: ev.Event, old: RunState | None, transition: Transition
+    ) -> None:
+        """What a step leaving its waiting state means outside the run: timers dropped, approvals closed, child
+        runs cancelled with the step that waited for them."""
+        if old is None:
+            return
+        if isinstance(event, ev.RerunRequested):
+            tx.conn.execute(timers.delete().where(timers.c.run_id == run.id))
+            return
+        state = transition.state
+        for key in transition.changed:
+            before, after = old.step(key), state.step(key)
+            node = run.plan.nodes.get(key.node)
+            if after.status.terminal and node is not None and (node.timeout is not None or node.retry is not None):
+                tx.conn.execute(timers.delete().where(timers.c.run_id == run.id, timers.c.step_key == str(key)))
+            if (
+                before.waiting == "approval"
+                and after.waiting != "approval"
+                and not isinstance(event, ev.ApprovalDecided)
+            ):
+                why = "cancelled" if after.status is StepStatus.CANCELLED else "timeout"
+                tx.conn.execute(
+                    approvals.update()
+                    .where(
+                        approvals.c.run_id == run.id,
+                        approvals.c.step_key == str(key),
+                        approvals.c.decided_at.is_(None),
+                    )
+                    .values(decided_at=event.at, approved=after.status is StepStatus.SUCCEEDED, decided_by=why)
+                )
+            if before.waiting == "child" and after.status is StepStatus.CANCELLED and before.child_run_id:
+                child = self._lock_run_if_any(tx, before.child_run_id)
+                if child is not None and not child.state.status.finished:
+                    self._record(tx, child, ev.CancelRequested(event.at, f"parent run {run.id}"))
 
     def _create_run(
         self,

@@ -16,7 +16,8 @@ class PayloadTooLargeError(IonfluxError):
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+    """Compact JSON; NaN and infinities are refused (JSON has no such numbers, PostgreSQL's json type neither)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False)
 
 
 def _default(value: Any) -> Any:
@@ -32,17 +33,24 @@ def size_error(what: str, size: int, limit: int) -> PayloadTooLargeError:
     )
 
 
-def store(value: Any, blobs: BlobStore, *, inline_limit: int, max_bytes: int, what: str) -> Any:
-    """The value as stored in an event: itself, or ``{"$blob": ref}`` when its JSON is larger than inline_limit."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
+def store(value: Any, blobs: BlobStore, *, inline_limit: int, max_bytes: int, what: str) -> tuple[Any, Any]:
+    """-> (the value as stored in an event, the value as JSON gives it back).
+
+    The stored form is the JSON value itself, or ``{"$blob": ref}`` when its JSON is larger than inline_limit.
+    The run continues with the JSON round trip of the value, never the live object, so a step in this process
+    and a replay elsewhere see the same thing (tuples become lists, integer keys strings). Raises TypeError or
+    ValueError for what JSON cannot hold.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value, value
     text = dumps(value)
     size = len(text.encode())
     if size > max_bytes:
         raise size_error(what, size, max_bytes)
+    normalised = json.loads(text)
     if size <= inline_limit:
-        return value
-    return {BLOB_KEY: blobs.put(text.encode())}
+        return normalised, normalised
+    return {BLOB_KEY: blobs.put(text.encode())}, normalised
 
 
 def load(stored: Any, blobs: BlobStore) -> Any:
@@ -64,8 +72,17 @@ def preview(value: Any, limit: int, redact: tuple[str, ...] = ()) -> str | None:
 
 
 def scrub(text: str, redact: tuple[str, ...]) -> str:
-    """Replace every secret value in ``text`` (logs, errors, previews) with ``***``."""
+    """Replace every secret value in ``text`` (logs, errors, previews) with ``***``: as written, as JSON writes it
+    (a key with newlines or quotes is escaped inside JSON) and as Python's repr writes it (in error messages)."""
     for secret in redact:
-        if secret:
-            text = text.replace(secret, "***")
+        if not secret:
+            continue
+        for form in {
+            secret,
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+            json.dumps(secret)[1:-1],
+            repr(secret)[1:-1],
+        }:
+            if form:
+                text = text.replace(form, "***")
     return text

@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 import dramatiq
 import sqlalchemy as sa
 
-from engine.core.state import RunStatus
+from engine.core.state import RunStatus, StepError
+from engine.errors import IonfluxError
 from engine.nodetypes.registry import Registry
 from engine.runtime import extensions
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.execute import execute
-from engine.runtime.orchestrator import Orchestrator, Work
+from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
@@ -77,9 +78,11 @@ class Runtime:
         self.orchestrator.doorbell = self.doorbell.ring
         self.orchestrator.timer_scheduled = lambda at: self._wake.set()
         self._inflight: set[str] = set()
+        self._to_release: list[Work] = []
         self._inflight_lock = threading.Lock()
         self._worker: dramatiq.Worker | None = None
         self._ticker: threading.Thread | None = None
+        self._heart: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -87,10 +90,10 @@ class Runtime:
 
     def handle(self, run_id: str, key: str, attempt: int) -> None:
         """A doorbell message: claim the step, run it, and keep going with the run's next step while there is one."""
-        token = f"{run_id}/{key}"
+        token = f"{run_id}/{key}#{attempt}"
         with self._inflight_lock:
             if token in self._inflight:
-                return
+                return  # this process is running that very attempt (a redelivered message)
             inflight = frozenset(self._inflight)
             self._inflight.add(token)
         try:
@@ -104,15 +107,45 @@ class Runtime:
             work = self._run(work)
 
     def _run(self, work: Work) -> Work | None:
-        token = f"{work.run_id}/{work.key}"
+        token = f"{work.run_id}/{work.key}#{work.attempt}"
         with self._inflight_lock:
             self._inflight.add(token)
         try:
-            result = execute(self.orchestrator, work)
-            return retrying(lambda: self.orchestrator.complete(work, result))
+            try:
+                result = execute(self.orchestrator, work)
+            except IonfluxError as e:  # a configuration fault the user must fix (the secret key, say)
+                result = StepResult(error=StepError(e.code, f"{work.key}: {e.message} ({e.hint})"))
+            except Exception as e:  # the database away while preparing the step: not the step's fault
+                log.warning("could not prepare %s/%s (%s); it goes back to the queue", work.run_id, work.key, e)
+                self._give_back(work)
+                return None
+            try:
+                return retrying(lambda: self.orchestrator.complete(work, result))
+            except Exception as e:
+                log.error("could not record %s/%s (%s); it goes back to the queue", work.run_id, work.key, e)
+                self._give_back(work)
+                return None
         finally:
             with self._inflight_lock:
                 self._inflight.discard(token)
+
+    def _give_back(self, work: Work) -> None:
+        """Return a claimed step to the queue now, or from the ticker once the database answers again (a claim
+        by a live worker is never taken over, so a step nobody gives back would wait forever)."""
+        with self._inflight_lock:
+            self._to_release.append(work)
+        self._release_pending()
+
+    def _release_pending(self) -> None:
+        with self._inflight_lock:
+            pending, self._to_release = self._to_release, []
+        for i, work in enumerate(pending):
+            try:
+                self.orchestrator.release(work)
+            except sa.exc.SQLAlchemyError:
+                with self._inflight_lock:
+                    self._to_release.extend(pending[i:])
+                return
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -122,6 +155,9 @@ class Runtime:
         self._worker = self.doorbell.start_worker(threads or self.config.worker_threads)
         self._ticker = threading.Thread(target=self._tick, name="ionflux-ticker", daemon=True)
         self._ticker.start()
+        # its own thread: a ticker busy firing many timers must not make this worker look dead to the others
+        self._heart = threading.Thread(target=self._heartbeat_loop, name="ionflux-heartbeat", daemon=True)
+        self._heart.start()
         return self
 
     def stop(self) -> None:
@@ -131,6 +167,8 @@ class Runtime:
             self._worker.stop()
         if self._ticker is not None:
             self._ticker.join(timeout=5)
+        if self._heart is not None:
+            self._heart.join(timeout=5)
         with contextlib.suppress(sa.exc.SQLAlchemyError):
             self.orchestrator.retire()
         self.doorbell.close()
@@ -145,15 +183,21 @@ class Runtime:
     def _beat(self) -> None:
         self.orchestrator.heartbeat(socket.gethostname(), os.getpid())
 
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.config.heartbeat_seconds):
+            try:
+                self._beat()
+            except Exception as e:
+                log.warning("heartbeat: %s: %s", type(e).__name__, e)
+
     def _tick(self) -> None:
-        last_beat = last_reconcile = 0.0
+        last_reconcile = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
-                if now - last_beat >= self.config.heartbeat_seconds:
-                    self._beat()
-                    last_beat = now
                 self.orchestrator.fire_due_timers()
+                if self._to_release:
+                    self._release_pending()
                 if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
                     self.orchestrator.reconcile()
                     last_reconcile = now
@@ -181,11 +225,13 @@ class Runtime:
         """
         deadline = time.monotonic() + timeout
         idle = {RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED} if until_idle else set()
-        committed = self.orchestrator.committed
+        orchestrator = self.orchestrator
         while True:
-            with committed:
-                status = retrying(lambda: self.status(run_id), patience=timeout)
-                left = deadline - time.monotonic()
-                if status.finished or status in idle or left <= 0:
-                    return status
-                committed.wait(min(poll, left))
+            seen = orchestrator.settled_count
+            status = retrying(lambda: self.status(run_id), patience=timeout)  # not under the lock: it may be slow
+            left = deadline - time.monotonic()
+            if status.finished or status in idle or left <= 0:
+                return status
+            with orchestrator.committed:
+                if orchestrator.settled_count == seen:
+                    orchestrator.committed.wait(min(poll, left))

@@ -92,12 +92,15 @@ class PostgresWrites(Writes):
 
     def lock(self, conn: sa.Connection, run_id: str) -> Any:
         raw = _raw(conn)
-        # in a pipeline, psycopg's implicit BEGIN travels with the query: one round trip, not two
-        with raw.pipeline(), raw.cursor() as cursor:
-            cursor.execute(
-                "SELECT seq, version_id, parent_run_id, parent_step FROM runs WHERE id = %s FOR UPDATE", (run_id,)
-            )
-            row = cursor.fetchone()
+        try:
+            # in a pipeline, psycopg's implicit BEGIN travels with the query: one round trip, not two
+            with raw.pipeline(), raw.cursor() as cursor:
+                cursor.execute(
+                    "SELECT seq, version_id, parent_run_id, parent_step FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+                )
+                row = cursor.fetchone()
+        except psycopg.OperationalError as e:
+            raise sa.exc.OperationalError("lock", None, e) from e
         if row is None:
             return None
         return _Row(*row)
@@ -118,8 +121,10 @@ class PostgresWrites(Writes):
                     for row in rows:
                         cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
                 raw.commit()
-        except psycopg.errors.UniqueViolation as e:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
             raise Conflict(str(e)) from e
+        except psycopg.OperationalError as e:  # the database away: what the retry loops expect from SQLAlchemy
+            raise sa.exc.OperationalError("flush", None, e) from e
 
     def _insert(self, table: str, columns: tuple[str, ...]) -> str:
         key = ("insert", table, columns)

@@ -18,7 +18,8 @@ metadata = SQLModel.metadata
 
 
 def _json(**kw: Any) -> Any:
-    return Field(default=None, sa_column=sa.Column(sa.JSON, **kw))
+    # none_as_null: Python None is SQL NULL on every database (SQLAlchemy would write JSON 'null' on SQLite)
+    return Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), **kw))
 
 
 def _when(**kw: Any) -> Any:
@@ -117,6 +118,7 @@ class TimerRow(SQLModel, table=True):
 class ApprovalRow(SQLModel, table=True):
     __tablename__ = "approvals"
     run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=26)
+    run_attempt: int = Field(primary_key=True)  # a re-run asks again
     step_key: str = Field(primary_key=True)
     attempt: int = Field(primary_key=True)
     message: str | None = None
