@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     dead_after_seconds: float = Field(10.0, gt=0)
     requeue_after_seconds: float = Field(15.0, gt=0)
     heartbeat_seconds: float = Field(1.0, gt=0)
+    http_allow_networks: str = Field("", description="comma-separated CIDRs http.request may reach though private")
+    http_timeout_seconds: float = Field(30.0, gt=0)
 
     @property
     def extension_modules(self) -> tuple[str, ...]:
@@ -71,4 +73,6 @@ class Settings(BaseSettings):
             dead_after_seconds=self.dead_after_seconds,
             requeue_after_seconds=self.requeue_after_seconds,
             heartbeat_seconds=self.heartbeat_seconds,
+            http_allow_networks=tuple(n.strip() for n in self.http_allow_networks.split(",") if n.strip()),
+            http_timeout_seconds=self.http_timeout_seconds,
         )

@@ -21,3 +21,5 @@ class RuntimeConfig:
     dead_after_seconds: float = 10.0  # a worker silent this long is presumed dead; its steps are re-queued
     requeue_after_seconds: float = 15.0  # a queued step nobody claimed this long gets its doorbell rung again
     tick_seconds: float = 0.2  # how often timers and the reconciler are looked at
+    http_allow_networks: tuple[str, ...] = ()  # CIDRs http.request may reach though private (tests, intranets)
+    http_timeout_seconds: float = 30.0

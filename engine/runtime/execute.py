@@ -33,14 +33,16 @@ def execute(orchestrator: Orchestrator, work: Work) -> StepResult:
         if missing:
             message += f" (secrets not set: {', '.join(missing)}; set them with `ionflux secrets set NAME`)"
         return StepResult(error=StepError(e.code, payloads.scrub(message, redact)))
-    call = StepCall(key, work.attempt, work.node_type, with_, context)
+    node = plan.nodes[key.node]
+    net = tuple(str(p) for p in node.permissions.net) if node.permissions is not None else ()
+    call = StepCall(key, work.attempt, work.node_type, with_, context, run_id=work.run_id, net=net)
     result = run_step(orchestrator.executors, call)
     logs = tuple((level, payloads.scrub(text, redact)) for level, text in call.log)
     input_preview = payloads.preview(with_, limit, redact)
     if isinstance(result, StepError):
         error = replace(result, message=payloads.scrub(result.message, redact))
         return StepResult(error=error, logs=logs, input_preview=input_preview)
-    return StepResult(output=result, logs=logs, input_preview=input_preview)
+    return StepResult(output=payloads.redact_value(result, redact), logs=logs, input_preview=input_preview)
 
 
 def _input_error(work: Work, context: dict[str, Any], secrets: dict[str, str], error: ExpressionError) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import register_builtins
 from engine.nodetypes.registry import Registry
+from engine.steps import http
+from engine.steps.http import HttpPolicy
 from engine.steps.registry import ExecutorRegistry, builtin_executors
 
 
@@ -20,13 +22,16 @@ class ExtensionError(IonfluxError):
     code = "extension.invalid"
 
 
-def load(modules: Iterable[str]) -> tuple[Registry, ExecutorRegistry]:
-    """The node-type registry (frozen) and executor registry with the built-ins plus each named extension."""
+def load(modules: Iterable[str], http_policy: HttpPolicy | None = None) -> tuple[Registry, ExecutorRegistry]:
+    """The node-type registry (frozen) and executor registry with the built-ins plus each named extension;
+    ``http_policy``: the operator's settings for ``http.request`` (default: public addresses only)."""
     types = register_builtins(Registry())
     executors = ExecutorRegistry()
     base = builtin_executors()
     for name in base:
         executors.register(name, base.get(name))
+    if http_policy is not None:
+        executors.register("http.request", http.executor(http_policy))
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)

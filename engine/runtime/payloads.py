@@ -86,3 +86,20 @@ def scrub(text: str, redact: tuple[str, ...]) -> str:
             if form:
                 text = text.replace(form, "***")
     return text
+
+
+def redact_value(value: Any, redact: tuple[str, ...]) -> Any:
+    """``value`` with every secret value inside its strings (and keys) replaced by ``***``.
+
+    Applied to step outputs before they are recorded: an API that echoes a token back, or a step that returns a
+    secret, must not put its value in the database, the event log or a later step's input.
+    """
+    if not redact:
+        return value
+    if isinstance(value, str):
+        return scrub(value, redact)
+    if isinstance(value, dict):
+        return {scrub(str(k), redact): redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, redact) for v in value]
+    return value

@@ -9,6 +9,7 @@ on each other (timer rows are deleted by whoever fires them; claims decide who r
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -25,10 +26,12 @@ from engine.core.state import RunStatus, StepError
 from engine.errors import IonfluxError
 from engine.nodetypes.registry import Registry
 from engine.runtime import extensions
+from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.execute import execute
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
+from engine.steps.http import HttpPolicy
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import make_engine, migrate
@@ -67,7 +70,12 @@ class Runtime:
         extension_modules: tuple[str, ...] = (),
     ) -> None:
         if registry is None or executors is None:
-            registry, executors = extensions.load(extension_modules)
+            policy = HttpPolicy(
+                allow_networks=tuple(ipaddress.ip_network(n, strict=False) for n in config.http_allow_networks),
+                timeout_seconds=config.http_timeout_seconds,
+                put_blob=BlobStore(config.blob_dir).put,
+            )
+            registry, executors = extensions.load(extension_modules, policy)
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
         config.blob_dir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ class StepCall:
     with_: Mapping[str, Any]
     context: Mapping[str, Any] = field(default_factory=dict)
     log: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
+    run_id: str = ""
+    net: tuple[str, ...] = ()  # the node's permissions.net: the hosts it may reach
 
 
 Executor = Callable[[StepCall], Any]

@@ -41,8 +41,9 @@ class ExecutorRegistry:
 
 @cache
 def builtin_executors() -> ExecutorRegistry:
-    from engine.steps import data
+    from engine.steps import data, http
 
     registry = ExecutorRegistry()
     data.register(registry)
+    registry.register("http.request", http.executor(http.HttpPolicy()))  # public addresses only
     return registry
