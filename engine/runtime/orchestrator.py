@@ -382,6 +382,8 @@ class Orchestrator:
         seq, state, parent_run_id, parent_step = cached
         if parent_run_id is not None:
             raise _Stale  # a child run may lock its parent: keep the one lock order (child, then parent)
+        if state.running > 1:
+            raise _Stale  # other steps of the run are in flight (a parallel foreach): a conflict is likely, lock
         run = _Run(run_id, seq, self.plan(state.version_id, tx.conn), state, parent_run_id, parent_step)
         tx.runs[run_id] = run
         return run
