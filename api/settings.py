@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(1.0, gt=0)
     http_allow_networks: str = Field("", description="comma-separated CIDRs http.request may reach though private")
     http_timeout_seconds: float = Field(30.0, gt=0)
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
 
     @property
     def extension_modules(self) -> tuple[str, ...]:
@@ -75,4 +76,5 @@ class Settings(BaseSettings):
             heartbeat_seconds=self.heartbeat_seconds,
             http_allow_networks=tuple(n.strip() for n in self.http_allow_networks.split(",") if n.strip()),
             http_timeout_seconds=self.http_timeout_seconds,
+            slack_api_url=self.slack_api_url,
         )

@@ -61,7 +61,7 @@ def test_refusals_exit_5_with_the_reason(tmp_path: Path) -> None:
     assert not_json.returncode == 5 and "--input is not JSON" in not_json.stdout
     unsupported = ionflux(tmp_path, "run", str(FLOWS / "notify-team.yaml"))
     assert unsupported.returncode == 5
-    assert "no executor for 'discord.post'" in unsupported.stdout
+    assert "no executor for 'email.send'" in unsupported.stdout
     missing = ionflux(tmp_path, "run-show", "NOSUCHRUN")
     assert missing.returncode == 5 and "error[run.not_found]" in missing.stdout
     unreadable = ionflux(tmp_path, "run", str(tmp_path / "nope.yaml"))

@@ -15,6 +15,7 @@ import pytest
 
 from engine.core.state import StepKey
 from engine.steps.call import StepCall, StepFailure
+from engine.steps.chat import discord_post, slack_post
 from engine.steps.http import HttpPolicy, blocked_reason, request
 
 LOOPBACK_ONLY = HttpPolicy(allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), timeout_seconds=2.0)
@@ -68,6 +69,23 @@ class Handler(BaseHTTPRequestHandler):
             self._send(307, b"", Location="http://10.0.0.7/internal")
         elif path == "/to-other-loopback":
             self._send(301, b"", Location="http://127.0.0.2:9/")
+        elif path.startswith("/api/webhooks/"):
+            message = json.loads(body)
+            ok = "wait=true" in self.path and message.get("content")
+            self._send(200 if ok else 400, json.dumps({"id": "m-1", "content": message.get("content")}).encode())
+        elif path.startswith("/services/"):
+            self._send(200, b"ok", "text/plain")
+        elif path == "/api/chat.postMessage":
+            message = json.loads(body)
+            if self.headers.get("Authorization") != "Bearer xoxb-1":
+                reply = {"ok": False, "error": "invalid_auth"}
+            elif message["channel"] == "#nope":
+                reply = {"ok": False, "error": "not_in_channel"}
+            elif message["channel"] == "#busy":
+                reply = {"ok": False, "error": "ratelimited"}
+            else:
+                reply = {"ok": True, "ts": "1.2", "channel": "C1"}
+            self._send(200, json.dumps(reply).encode())
         elif path == "/see-other":
             self._send(303, b"", Location="/echo")
         else:
@@ -277,3 +295,52 @@ def run_steps_preview() -> Any:
     from engine.store.tables import run_steps
 
     return run_steps.c.input_preview + run_steps.c.output_preview
+
+
+def test_discord_and_slack_messages_reach_a_server_playing_them(server: str) -> None:
+    posted = discord_post(
+        StepCall(
+            StepKey("d"),
+            1,
+            "discord.post",
+            {"webhook_url": f"{server}/api/webhooks/1/abc", "content": "hi"},
+            net=("127.0.0.1",),  # a test server is not a Discord host: the node lists it
+        ),
+        LOOPBACK_ONLY,
+    )
+    assert posted == {"status": 200, "message_id": "m-1"}
+    hook = slack_post(
+        StepCall(
+            StepKey("s"), 1, "slack.post", {"webhook_url": f"{server}/services/T/B/x", "text": "hi"}, net=("127.0.0.1",)
+        ),
+        LOOPBACK_ONLY,
+    )
+    assert hook["ok"] is True
+    api = f"{server}/api"
+    sent = slack_post(
+        StepCall(StepKey("s"), 1, "slack.post", {"token": "xoxb-1", "channel": "#general", "text": "hi"}),
+        LOOPBACK_ONLY,
+        api,
+    )
+    assert sent == {"ok": True, "ts": "1.2", "channel": "C1"}
+    for channel, token, error, retryable in (
+        ("#nope", "xoxb-1", "not_in_channel", False),
+        ("#busy", "xoxb-1", "ratelimited", True),
+        ("#general", "wrong", "invalid_auth", False),
+    ):
+        with pytest.raises(StepFailure, match=f"Slack refused the message: {error}") as e:
+            slack_post(
+                StepCall(StepKey("s"), 1, "slack.post", {"token": token, "channel": channel, "text": "x"}),
+                LOOPBACK_ONLY,
+                api,
+            )
+        assert e.value.code == "slack.error" and e.value.retryable is retryable
+
+
+def test_chat_nodes_keep_private_addresses_closed() -> None:
+    with pytest.raises(StepFailure) as e:
+        discord_post(
+            StepCall(StepKey("d"), 1, "discord.post", {"webhook_url": "http://169.254.169.254/x", "content": "x"}),
+            STRICT,
+        )
+    assert e.value.code == "http.host_not_allowed"  # not a Discord host, and not in permissions.net

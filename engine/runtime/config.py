@@ -23,3 +23,4 @@ class RuntimeConfig:
     tick_seconds: float = 0.2  # how often timers and the reconciler are looked at
     http_allow_networks: tuple[str, ...] = ()  # CIDRs http.request may reach though private (tests, intranets)
     http_timeout_seconds: float = 30.0
+    slack_api_url: str = "https://slack.com/api"  # Slack's Web API (tests point it at a loopback server)

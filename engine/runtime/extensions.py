@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import register_builtins
 from engine.nodetypes.registry import Registry
-from engine.steps import http
+from engine.steps import chat, http
 from engine.steps.http import HttpPolicy
 from engine.steps.registry import ExecutorRegistry, builtin_executors
 
@@ -22,7 +22,9 @@ class ExtensionError(IonfluxError):
     code = "extension.invalid"
 
 
-def load(modules: Iterable[str], http_policy: HttpPolicy | None = None) -> tuple[Registry, ExecutorRegistry]:
+def load(
+    modules: Iterable[str], http_policy: HttpPolicy | None = None, slack_api_url: str = chat.SLACK_API
+) -> tuple[Registry, ExecutorRegistry]:
     """The node-type registry (frozen) and executor registry with the built-ins plus each named extension;
     ``http_policy``: the operator's settings for ``http.request`` (default: public addresses only)."""
     types = register_builtins(Registry())
@@ -32,6 +34,8 @@ def load(modules: Iterable[str], http_policy: HttpPolicy | None = None) -> tuple
         executors.register(name, base.get(name))
     if http_policy is not None:
         executors.register("http.request", http.executor(http_policy))
+        for name, executor in chat.executors(http_policy, slack_api_url).items():
+            executors.register(name, executor)
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)

@@ -75,7 +75,7 @@ class Runtime:
                 timeout_seconds=config.http_timeout_seconds,
                 put_blob=BlobStore(config.blob_dir).put,
             )
-            registry, executors = extensions.load(extension_modules, policy)
+            registry, executors = extensions.load(extension_modules, policy, config.slack_api_url)
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
         config.blob_dir.mkdir(parents=True, exist_ok=True)

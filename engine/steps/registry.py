@@ -41,9 +41,11 @@ class ExecutorRegistry:
 
 @cache
 def builtin_executors() -> ExecutorRegistry:
-    from engine.steps import data, http
+    from engine.steps import chat, data, http
 
     registry = ExecutorRegistry()
     data.register(registry)
     registry.register("http.request", http.executor(http.HttpPolicy()))  # public addresses only
+    for name, executor in chat.executors(http.HttpPolicy()).items():
+        registry.register(name, executor)
     return registry
