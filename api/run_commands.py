@@ -30,6 +30,7 @@ from engine.core.state import RunStatus
 from engine.dsl.issue import FlowValidationError
 from engine.errors import IonfluxError
 from engine.runtime import queries
+from engine.runtime.orchestrator import RunNotFoundError
 from engine.runtime.runtime import Runtime
 from engine.runtime.secrets import new_key
 
@@ -224,17 +225,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         return report(runtime, run_id, status, console, args.json)
 
 
+def _find(runtime: Runtime, run_id: str) -> queries.RunSummary:
+    summary = queries.find_run(runtime.db, run_id)
+    if summary is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}", hint="`ionflux runs` lists the recent runs")
+    return summary
+
+
 def _continue(args: argparse.Namespace, action: Callable[[Runtime, str], Any]) -> int:
     """Apply a control action, then (embedded mode) carry the run on in this process until it settles."""
     console = Console(highlight=False)
     settings = Settings()
     runtime = _runtime(settings)
     with runtime:
-        summary = queries.find_run(runtime.db, args.run_id)
-        if summary is None:
-            console.print(Text(f"error[run.not_found]: no run with id {args.run_id!r}", style="red"))
-            console.print(Text("  hint: `ionflux runs` lists the recent runs", style="dim"))
-            return REFUSED
+        summary = _find(runtime, args.run_id)
         try:
             action(runtime, summary.id)
         except IonfluxError as e:
@@ -325,11 +329,7 @@ def cmd_run_show(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     runtime = _runtime(settings)
     with runtime:
-        summary = queries.find_run(runtime.db, args.run_id)
-        if summary is None:
-            console.print(Text(f"error[run.not_found]: no run with id {args.run_id!r}", style="red"))
-            console.print(Text("  hint: `ionflux runs` lists the recent runs", style="dim"))
-            return REFUSED
+        summary = _find(runtime, args.run_id)
         steps = queries.run_steps_of(runtime.db, summary.id, history=args.history)
         if args.json:
             print(json.dumps({**summary.to_dict(), "steps": [s.to_dict() for s in steps]}, indent=2, default=str))

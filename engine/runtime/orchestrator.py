@@ -187,25 +187,22 @@ class Orchestrator:
         """The compiled plan of a stored version (``conn``: inside a transaction, which SQLite must reuse)."""
         plan = self._plans.get(version)
         if plan is None:
-            query = sa.select(flow_versions.c.source).where(flow_versions.c.id == version)
-            if conn is not None:
-                source = conn.execute(query).scalar_one_or_none()
-            else:
-                with self.db.begin() as own:
-                    source = own.execute(query).scalar_one_or_none()
+            source = self._scalar(sa.select(flow_versions.c.source).where(flow_versions.c.id == version), conn)
             if source is None:
                 raise FlowNotFoundError(f"flow version {version} is not stored", hint="`ionflux runs` lists runs")
             plan = compile_plan(load_flow(source, f"version {version}", registry=self.registry), self.registry)
             self._plans[version] = plan
         return plan
 
-    def latest_version(self, flow_id: str, conn: sa.Connection | None = None) -> str:
-        query = sa.select(flows.c.latest_version).where(flows.c.id == flow_id)
+    def _scalar(self, query: Any, conn: sa.Connection | None) -> Any:
+        """One value, read in the caller's transaction if there is one (SQLite has one writer: never open a second)."""
         if conn is not None:
-            version = conn.execute(query).scalar()
-        else:
-            with self.db.begin() as own:
-                version = own.execute(query).scalar()
+            return conn.execute(query).scalar()
+        with self.db.begin() as own:
+            return own.execute(query).scalar()
+
+    def latest_version(self, flow_id: str, conn: sa.Connection | None = None) -> str:
+        version = self._scalar(sa.select(flows.c.latest_version).where(flows.c.id == flow_id), conn)
         if version is None:
             raise FlowNotFoundError(f"no flow with id {flow_id!r} is stored", hint="save it first (`ionflux run FILE`)")
         return str(version)
