@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     http_allow_networks: str = Field("", description="comma-separated CIDRs http.request may reach though private")
     http_timeout_seconds: float = Field(30.0, gt=0)
     slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    smtp_url: str | None = Field(None, description="SMTP server for email.send: smtp://user:pw@host:587 (STARTTLS)")
+    smtp_sender: str = Field("ionflux@localhost", description="From address when a node gives none")
 
     @property
     def extension_modules(self) -> tuple[str, ...]:
@@ -77,4 +79,6 @@ class Settings(BaseSettings):
             http_allow_networks=tuple(n.strip() for n in self.http_allow_networks.split(",") if n.strip()),
             http_timeout_seconds=self.http_timeout_seconds,
             slack_api_url=self.slack_api_url,
+            smtp_url=self.smtp_url,
+            smtp_sender=self.smtp_sender,
         )

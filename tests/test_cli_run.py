@@ -59,9 +59,9 @@ def test_refusals_exit_5_with_the_reason(tmp_path: Path) -> None:
     assert "error[run.input_invalid]" in bad_input.stdout and "inputs.limit" in bad_input.stdout
     not_json = ionflux(tmp_path, "run", str(FLOWS / "expense-approval.yaml"), "--input", "{limit")
     assert not_json.returncode == 5 and "--input is not JSON" in not_json.stdout
-    unsupported = ionflux(tmp_path, "run", str(FLOWS / "notify-team.yaml"))
+    unsupported = ionflux(tmp_path, "run", str(FLOWS / "video-launch-kit.yaml"))
     assert unsupported.returncode == 5
-    assert "no executor for 'email.send'" in unsupported.stdout
+    assert "no executor for 'llm.extract'" in unsupported.stdout
     missing = ionflux(tmp_path, "run-show", "NOSUCHRUN")
     assert missing.returncode == 5 and "error[run.not_found]" in missing.stdout
     unreadable = ionflux(tmp_path, "run", str(tmp_path / "nope.yaml"))
@@ -112,4 +112,4 @@ def test_worker_without_redis_explains_what_to_do(tmp_path: Path) -> None:
 def test_up_stores_the_runnable_flows_and_stops_cleanly(tmp_path: Path) -> None:
     done = ionflux(tmp_path, "up", "--seconds", "1")
     assert done.returncode == 0, done.stderr
-    assert "2 runnable flows stored" in done.stdout  # expense-approval and uptime-monitor (http.request)
+    assert "4 runnable flows stored" in done.stdout  # expense-approval, notify-team, uptime-monitor, abandoned-cart

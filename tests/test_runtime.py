@@ -96,14 +96,14 @@ def test_invalid_input_is_refused_before_a_run_exists(rt: Runtime) -> None:
 def test_a_type_without_executor_is_refused_with_the_node_named(rt: Runtime) -> None:
     text = """
     fluxgraph: 1
-    id: needs-mail
+    id: needs-bus
     nodes:
-      - id: mail
-        type: email.send
-        with: {to: ops@example.com, subject: hi, body: hello}
+      - id: tell
+        type: event.publish
+        with: {subject: orders.created, data: {n: 1}}
     """
-    with pytest.raises(RunRefusedError, match=r"no executor for 'email.send' \(node 'mail'\)"):
-        rt.orchestrator.save_flow(flow(text), "needs-mail.yaml")
+    with pytest.raises(RunRefusedError, match=r"no executor for 'event.publish' \(node 'tell'\)"):
+        rt.orchestrator.save_flow(flow(text), "needs-bus.yaml")
 
 
 def test_expression_error_fails_the_step_naming_node_field_expression_and_cause(rt: Runtime) -> None:

@@ -24,3 +24,5 @@ class RuntimeConfig:
     http_allow_networks: tuple[str, ...] = ()  # CIDRs http.request may reach though private (tests, intranets)
     http_timeout_seconds: float = 30.0
     slack_api_url: str = "https://slack.com/api"  # Slack's Web API (tests point it at a loopback server)
+    smtp_url: str | None = None  # smtp://user:pw@host:587 (STARTTLS), smtps://…:465, smtp+plain://host:25
+    smtp_sender: str = "ionflux@localhost"

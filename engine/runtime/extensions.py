@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import register_builtins
 from engine.nodetypes.registry import Registry
-from engine.steps import chat, http
+from engine.steps import chat, email, http
+from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
 from engine.steps.registry import ExecutorRegistry, builtin_executors
 
@@ -23,7 +24,10 @@ class ExtensionError(IonfluxError):
 
 
 def load(
-    modules: Iterable[str], http_policy: HttpPolicy | None = None, slack_api_url: str = chat.SLACK_API
+    modules: Iterable[str],
+    http_policy: HttpPolicy | None = None,
+    slack_api_url: str = chat.SLACK_API,
+    smtp: SmtpSettings | None = None,
 ) -> tuple[Registry, ExecutorRegistry]:
     """The node-type registry (frozen) and executor registry with the built-ins plus each named extension;
     ``http_policy``: the operator's settings for ``http.request`` (default: public addresses only)."""
@@ -36,6 +40,8 @@ def load(
         executors.register("http.request", http.executor(http_policy))
         for name, executor in chat.executors(http_policy, slack_api_url).items():
             executors.register(name, executor)
+    if smtp is not None:
+        executors.register("email.send", email.executor(smtp))
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)

@@ -31,6 +31,7 @@ from engine.runtime.config import RuntimeConfig
 from engine.runtime.execute import execute
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
+from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
@@ -75,7 +76,8 @@ class Runtime:
                 timeout_seconds=config.http_timeout_seconds,
                 put_blob=BlobStore(config.blob_dir).put,
             )
-            registry, executors = extensions.load(extension_modules, policy, config.slack_api_url)
+            smtp = SmtpSettings(config.smtp_url, config.smtp_sender, config.http_timeout_seconds)
+            registry, executors = extensions.load(extension_modules, policy, config.slack_api_url, smtp)
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
         config.blob_dir.mkdir(parents=True, exist_ok=True)

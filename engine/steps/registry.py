@@ -41,11 +41,12 @@ class ExecutorRegistry:
 
 @cache
 def builtin_executors() -> ExecutorRegistry:
-    from engine.steps import chat, data, http
+    from engine.steps import chat, data, email, http
 
     registry = ExecutorRegistry()
     data.register(registry)
     registry.register("http.request", http.executor(http.HttpPolicy()))  # public addresses only
     for name, executor in chat.executors(http.HttpPolicy()).items():
         registry.register(name, executor)
+    registry.register("email.send", email.executor(email.SmtpSettings()))  # fails clearly until configured
     return registry
