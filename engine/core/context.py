@@ -98,9 +98,16 @@ def expression_context(plan: Plan, state: RunState, key: StepKey) -> dict[str, A
     return context
 
 
-def step_input(plan: Plan, state: RunState, key: StepKey, secrets: Mapping[str, str] | None = None) -> Any:
-    """The step's ``with``, evaluated as the worker runs it (secrets resolved here, at the last moment)."""
+def step_input(
+    plan: Plan,
+    state: RunState,
+    key: StepKey,
+    secrets: Mapping[str, str] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Any:
+    """The step's ``with``, evaluated as the worker runs it (secrets resolved here, at the last moment).
+    ``context``: the step's expression_context, when the caller already built it."""
     node = plan.nodes[key.node]
-    context = expression_context(plan, state, key)
-    context["secrets"] = dict(secrets or {})
-    return evaluate(getattr(node, "with_", {}), context)
+    scope = dict(context if context is not None else expression_context(plan, state, key))
+    scope["secrets"] = dict(secrets or {})
+    return evaluate(getattr(node, "with_", {}), scope)

@@ -26,7 +26,7 @@ def execute(orchestrator: Orchestrator, work: Work) -> StepResult:
     limit = orchestrator.config.preview_chars
     context = expression_context(plan, state, key)
     try:
-        with_ = step_input(plan, state, key, values)
+        with_ = step_input(plan, state, key, values, context)
     except ExpressionError as e:
         message = _input_error(work, context, values, e)
         missing = [name for name in declared if name not in values]

@@ -43,7 +43,17 @@ from engine.runtime.writes import Conflict, Pending, upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
-from engine.store.tables import approvals, credit_ledger, flow_versions, flows, run_events, run_steps, runs, timers
+from engine.store.tables import (
+    approvals,
+    credit_ledger,
+    flow_versions,
+    flows,
+    run_events,
+    run_steps,
+    runs,
+    timers,
+    workers,
+)
 
 SETTLED = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED}
@@ -431,8 +441,6 @@ class Orchestrator:
     def reconcile(self, now: datetime | None = None) -> int:
         """Ring the doorbell again for steps that are ready but idle: claimed by a dead worker, or queued with no
         taker for a while (a lost message, a broker restart). Claims make the extra doorbells harmless."""
-        from engine.store.tables import workers
-
         now = now or self._now()
         dead_before = now - timedelta(seconds=self.config.dead_after_seconds)
         stale_before = now - timedelta(seconds=self.config.requeue_after_seconds)
@@ -461,8 +469,6 @@ class Orchestrator:
         return len(rows)
 
     def heartbeat(self, host: str, pid: int, now: datetime | None = None) -> None:
-        from engine.store.tables import workers
-
         now = now or self._now()
         with self.db.begin() as conn:
             updated = conn.execute(
@@ -475,8 +481,6 @@ class Orchestrator:
 
     def retire(self) -> None:
         """A worker shutting down cleanly: its claimed steps go back to the queue at once."""
-        from engine.store.tables import workers
-
         with self.db.begin() as conn:
             conn.execute(workers.delete().where(workers.c.id == self.worker_id))
 
@@ -584,7 +588,7 @@ class Orchestrator:
         data.update(extra or {})
         event_row = {"run_id": run.id, "seq": run.seq, "kind": kind_of(event), "at": event.at, "data": data}
         run.state = state = transition.state
-        rows = self._step_rows(run, transition, old)
+        rows = self._step_rows(run, transition)
         for key, extra_values in (row_extra or {}).items():
             if key in rows:
                 rows[key].update({k: v for k, v in extra_values.items() if v is not None})
@@ -748,7 +752,7 @@ class Orchestrator:
 
     # --- step rows ------------------------------------------------------------------------------------------
 
-    def _step_rows(self, run: _Run, transition: Transition, old: RunState | None) -> dict[StepKey, dict[str, Any]]:
+    def _step_rows(self, run: _Run, transition: Transition) -> dict[StepKey, dict[str, Any]]:
         state = transition.state
         keys = state.steps.keys() if transition.rewritten else transition.changed
         return {key: self._row(run, key, state.step(key)) for key in keys}
