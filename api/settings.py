@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.errors import IonfluxError
+
 if TYPE_CHECKING:
     from engine.runtime.config import RuntimeConfig
+    from engine.steps.llm import ModelRoute
+
+
+class SettingsError(IonfluxError):
+    code = "settings.invalid"
 
 
 class Settings(BaseSettings):
@@ -40,6 +47,13 @@ class Settings(BaseSettings):
     slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
     smtp_url: str | None = Field(None, description="SMTP server for email.send: smtp://user:pw@host:587 (STARTTLS)")
     smtp_sender: str = Field("ionflux@localhost", description="From address when a node gives none")
+    llm_models: dict[str, str | dict[str, Any]] = Field(
+        default_factory=dict,
+        description='model aliases as JSON, e.g. {"default": "openai/gpt-4o-mini", "smart": {"model": ...}}',
+    )
+    llm_api_base: str | None = Field(None, description="OpenAI-compatible server (llama.cpp, Ollama) for all aliases")
+    llm_timeout_seconds: float = Field(120.0, gt=0)
+    nats_url: str | None = Field(None, description="NATS for event.publish and event triggers; default in-process")
 
     @property
     def extension_modules(self) -> tuple[str, ...]:
@@ -81,4 +95,24 @@ class Settings(BaseSettings):
             slack_api_url=self.slack_api_url,
             smtp_url=self.smtp_url,
             smtp_sender=self.smtp_sender,
+            llm_models=self.model_routes(),
+            llm_api_base=self.llm_api_base,
+            llm_timeout_seconds=self.llm_timeout_seconds,
+            nats_url=self.nats_url,
         )
+
+    def model_routes(self) -> dict[str, ModelRoute]:
+        """The built-in aliases overlaid with IONFLUX_LLM_MODELS (an alias may also be a new name)."""
+        from engine.steps.llm import DEFAULT_MODELS, ModelRoute
+
+        routes = dict(DEFAULT_MODELS)
+        for alias, value in self.llm_models.items():
+            try:
+                routes[alias] = ModelRoute.parse(value)
+            except (TypeError, ValueError) as e:
+                raise SettingsError(
+                    f"IONFLUX_LLM_MODELS[{alias!r}]: {e}",
+                    hint='e.g. IONFLUX_LLM_MODELS=\'{"default": {"model": "openai/smollm2", "api_base": '
+                    '"http://127.0.0.1:8088/v1"}}\'',
+                ) from None
+        return routes

@@ -59,9 +59,13 @@ def test_refusals_exit_5_with_the_reason(tmp_path: Path) -> None:
     assert "error[run.input_invalid]" in bad_input.stdout and "inputs.limit" in bad_input.stdout
     not_json = ionflux(tmp_path, "run", str(FLOWS / "expense-approval.yaml"), "--input", "{limit")
     assert not_json.returncode == 5 and "--input is not JSON" in not_json.stdout
-    unsupported = ionflux(tmp_path, "run", str(FLOWS / "video-launch-kit.yaml"))
+    sandboxed = tmp_path / "sandboxed.yaml"
+    sandboxed.write_text(
+        "fluxgraph: 1\nid: sandboxed\nnodes:\n  - id: calc\n    type: code.python\n    with: {code: 'result = 1'}\n"
+    )
+    unsupported = ionflux(tmp_path, "run", str(sandboxed))
     assert unsupported.returncode == 5
-    assert "no executor for 'llm.extract'" in unsupported.stdout
+    assert "no executor for 'code.python'" in unsupported.stdout
     missing = ionflux(tmp_path, "run-show", "NOSUCHRUN")
     assert missing.returncode == 5 and "error[run.not_found]" in missing.stdout
     unreadable = ionflux(tmp_path, "run", str(tmp_path / "nope.yaml"))

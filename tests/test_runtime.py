@@ -96,14 +96,14 @@ def test_invalid_input_is_refused_before_a_run_exists(rt: Runtime) -> None:
 def test_a_type_without_executor_is_refused_with_the_node_named(rt: Runtime) -> None:
     text = """
     fluxgraph: 1
-    id: needs-bus
+    id: needs-sandbox
     nodes:
       - id: tell
-        type: event.publish
-        with: {subject: orders.created, data: {n: 1}}
+        type: code.python
+        with: {code: "result = 1"}
     """
-    with pytest.raises(RunRefusedError, match=r"no executor for 'event.publish' \(node 'tell'\)"):
-        rt.orchestrator.save_flow(flow(text), "needs-bus.yaml")
+    with pytest.raises(RunRefusedError, match=r"no executor for 'code.python' \(node 'tell'\)"):
+        rt.orchestrator.save_flow(flow(text), "needs-sandbox.yaml")
 
 
 def test_expression_error_fails_the_step_naming_node_field_expression_and_cause(rt: Runtime) -> None:

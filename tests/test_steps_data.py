@@ -58,9 +58,9 @@ def test_failures_name_the_step_and_the_cause() -> None:
 
 
 def test_a_type_without_an_executor_fails_clearly_never_silently() -> None:
-    state = run_flow(HEAD + "nodes:\n  - {id: call, type: event.publish, with: {subject: a.b, data: 1}}\n")
+    state = run_flow(HEAD + "nodes:\n  - {id: call, type: code.python, with: {code: 'result = 1'}}\n")
     error = state.steps[StepKey("call")].error
-    assert error is not None and error.code == "step.no_executor" and "event.publish" in error.message
+    assert error is not None and error.code == "step.no_executor" and "code.python" in error.message
 
 
 def test_log_lines_are_collected_and_crashes_become_retryable_step_errors() -> None:

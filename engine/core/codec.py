@@ -40,7 +40,13 @@ def error_to_json(error: StepError | None) -> dict[str, Any] | None:
 def error_from_json(data: dict[str, Any] | None) -> StepError | None:
     if data is None:
         return None
-    return StepError(data["code"], data["message"], bool(data.get("retryable", False)))
+    retry_after = data.get("retry_after")
+    return StepError(
+        data["code"],
+        data["message"],
+        bool(data.get("retryable", False)),
+        None if retry_after is None else float(retry_after),
+    )
 
 
 def timer_to_json(timer: Timer) -> dict[str, Any]:

@@ -41,6 +41,9 @@ from engine.dsl.expression import ExpressionError, evaluate
 from engine.dsl.forecast import node_forecast
 from engine.dsl.model import ApprovalNode, ForeachNode
 
+#: the longest ``Retry-After`` honoured: a service asking for more is waited on for this long, then tried
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -462,6 +465,8 @@ class _Tx:
         policy = node.retry
         if error.retryable and policy is not None and step.attempt < policy.max_attempts:
             delay = retry_delay(policy, step.attempt, f"{self.base.run_id}:{key}")
+            if error.retry_after is not None:  # the service said when: earlier would only be refused again
+                delay = max(delay, timedelta(seconds=min(error.retry_after, MAX_RETRY_AFTER_SECONDS)))
             self.put(key, status=StepStatus.PENDING, waiting="retry", error=error)
             self.decisions.append(ScheduleTimer(Timer("retry", key, step.attempt + 1), self.at + delay))
             return

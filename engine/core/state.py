@@ -83,14 +83,22 @@ class StepKey:
 
 @dataclass(frozen=True, slots=True)
 class StepError:
-    """Why a step failed: a stable code, a message, and whether trying again could help."""
+    """Why a step failed: a stable code, a message, and whether trying again could help.
+
+    ``retry_after`` (seconds) is the service's own "not before" (HTTP ``Retry-After``, a rate limit's reset): a
+    retry waits at least that long, whatever the node's backoff says.
+    """
 
     code: str
     message: str
     retryable: bool = False
+    retry_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+        data: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.steps.llm import ModelRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +29,7 @@ class RuntimeConfig:
     slack_api_url: str = "https://slack.com/api"  # Slack's Web API (tests point it at a loopback server)
     smtp_url: str | None = None  # smtp://user:pw@host:587 (STARTTLS), smtps://…:465, smtp+plain://host:25
     smtp_sender: str = "ionflux@localhost"
+    llm_models: Mapping[str, ModelRoute] | None = None  # model aliases; None: the built-in defaults
+    llm_api_base: str | None = None  # an OpenAI-compatible server for routes that name none (llama.cpp, Ollama)
+    llm_timeout_seconds: float = 120.0
+    nats_url: str | None = None  # event.publish and event triggers over NATS; None: the in-process bus

@@ -6,19 +6,24 @@ message before anything is recorded.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from engine.core.context import expression_context, step_input
+from engine.core.plan import Plan
 from engine.core.state import StepError
 from engine.dsl.expression import ExpressionError, evaluate
 from engine.runtime import payloads
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
+from engine.steps.bus import Bus, BusError
 from engine.steps.call import StepCall
 from engine.steps.dispatch import run_step
 
 
-def execute(orchestrator: Orchestrator, work: Work) -> StepResult:
+def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> StepResult:
     plan, state, key = work.plan, work.state, work.key
     declared = plan.flow.secrets
     values = orchestrator.secrets.resolve(declared) if declared else {}
@@ -35,14 +40,50 @@ def execute(orchestrator: Orchestrator, work: Work) -> StepResult:
         return StepResult(error=StepError(e.code, payloads.scrub(message, redact)))
     node = plan.nodes[key.node]
     net = tuple(str(p) for p in node.permissions.net) if node.permissions is not None else ()
-    call = StepCall(key, work.attempt, work.node_type, with_, context, run_id=work.run_id, net=net)
+    emit = _live(bus, work, redact) if bus is not None else _ignore
+    call = StepCall(
+        key, work.attempt, work.node_type, with_, context, run_id=work.run_id, net=net, emit=emit, secrets=redact
+    )
     result = run_step(orchestrator.executors, call)
     logs = tuple((level, payloads.scrub(text, redact)) for level, text in call.log)
     input_preview = payloads.preview(with_, limit, redact)
+    usage = payloads.redact_value(call.usage, redact) or None
+    cost = _cost(plan, node.type, with_, call.usage)
     if isinstance(result, StepError):
         error = replace(result, message=payloads.scrub(result.message, redact))
-        return StepResult(error=error, logs=logs, input_preview=input_preview)
-    return StepResult(output=payloads.redact_value(result, redact), logs=logs, input_preview=input_preview)
+        return StepResult(error=error, logs=logs, input_preview=input_preview, cost_cion=cost, usage=usage)
+    output = payloads.redact_value(result, redact)
+    return StepResult(output=output, logs=logs, input_preview=input_preview, cost_cion=cost, usage=usage)
+
+
+def _cost(plan: Plan, node_type: str, with_: Mapping[str, Any], usage: Mapping[str, Any]) -> float:
+    """The attempt's C-ION charge: what a metered executor measured, else the node type's flat price."""
+    if "cost_cion" in usage:
+        return float(usage["cost_cion"])
+    if node_type not in plan.registry:
+        return 0.0
+    return float(plan.registry.get(node_type).cost(with_).cion)
+
+
+def _ignore(kind: str, data: Mapping[str, Any]) -> None:
+    return None
+
+
+def live_subject(run_id: str) -> str:
+    """Where a run's live, not-recorded events go (an LLM step's tokens): ``ionflux.runs.<id>.live``."""
+    return f"ionflux.runs.{run_id}.live"
+
+
+def _live(bus: Bus, work: Work, redact: tuple[str, ...]) -> Callable[[str, Mapping[str, Any]], None]:
+    subject = live_subject(work.run_id)
+    head = {"run_id": work.run_id, "key": str(work.key), "attempt": work.attempt}
+
+    def emit(kind: str, data: Mapping[str, Any]) -> None:
+        event = payloads.redact_value({**head, "kind": kind, **data}, redact)
+        with contextlib.suppress(BusError):  # live views are best effort; the recorded result is what counts
+            bus.publish(subject, json.dumps(event, separators=(",", ":")).encode(), durable=False)
+
+    return emit
 
 
 def _input_error(work: Work, context: dict[str, Any], secrets: dict[str, str], error: ExpressionError) -> str:

@@ -13,35 +13,18 @@ from collections.abc import Iterable
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import register_builtins
 from engine.nodetypes.registry import Registry
-from engine.steps import chat, email, http
-from engine.steps.email import SmtpSettings
-from engine.steps.http import HttpPolicy
-from engine.steps.registry import ExecutorRegistry, builtin_executors
+from engine.steps.registry import ExecutorRegistry, Integrations, builtin_executors
 
 
 class ExtensionError(IonfluxError):
     code = "extension.invalid"
 
 
-def load(
-    modules: Iterable[str],
-    http_policy: HttpPolicy | None = None,
-    slack_api_url: str = chat.SLACK_API,
-    smtp: SmtpSettings | None = None,
-) -> tuple[Registry, ExecutorRegistry]:
+def load(modules: Iterable[str], integrations: Integrations | None = None) -> tuple[Registry, ExecutorRegistry]:
     """The node-type registry (frozen) and executor registry with the built-ins plus each named extension;
-    ``http_policy``: the operator's settings for ``http.request`` (default: public addresses only)."""
+    ``integrations``: the operator's settings for the built-ins (default: public addresses only, nothing set up)."""
     types = register_builtins(Registry())
-    executors = ExecutorRegistry()
-    base = builtin_executors()
-    for name in base:
-        executors.register(name, base.get(name))
-    if http_policy is not None:
-        executors.register("http.request", http.executor(http_policy))
-        for name, executor in chat.executors(http_policy, slack_api_url).items():
-            executors.register(name, executor)
-    if smtp is not None:
-        executors.register("email.send", email.executor(smtp))
+    executors = builtin_executors(integrations)
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)

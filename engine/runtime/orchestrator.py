@@ -100,6 +100,7 @@ class StepResult:
     logs: tuple[tuple[str, str], ...] = ()
     input_preview: str | None = None
     cost_cion: float = 0.0
+    usage: dict[str, Any] | None = None  # what a metered step measured (LLM: model, tokens, latency, cost)
 
 
 @dataclass(slots=True)
@@ -369,6 +370,7 @@ class Orchestrator:
                 "logs": [list(line) for line in result.logs] or None,
                 "input_preview": result.input_preview,
                 "output_ref": output.get(payloads.BLOB_KEY) if isinstance(output, dict) else None,
+                "usage": result.usage,
             }
             self._record(tx, run, event, stored_output=output, row_extra={work.key: extra_row})
             if result.cost_cion:

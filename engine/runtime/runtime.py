@@ -31,9 +31,11 @@ from engine.runtime.config import RuntimeConfig
 from engine.runtime.execute import execute
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
+from engine.steps.bus import Bus, LocalBus, NatsBus
 from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
-from engine.steps.registry import ExecutorRegistry
+from engine.steps.llm import LlmSettings
+from engine.steps.registry import ExecutorRegistry, Integrations
 from engine.store import ids
 from engine.store.db import make_engine, migrate
 from engine.store.tables import runs
@@ -61,6 +63,25 @@ def retrying(fn: Callable[[], T], patience: float = RECORD_PATIENCE_SECONDS) -> 
             delay = min(delay * 2, 2.0)
 
 
+def integrations(config: RuntimeConfig, bus: Bus) -> Integrations:
+    """The built-ins' settings from the runtime configuration."""
+    return Integrations(
+        http=HttpPolicy(
+            allow_networks=tuple(ipaddress.ip_network(n, strict=False) for n in config.http_allow_networks),
+            timeout_seconds=config.http_timeout_seconds,
+            put_blob=BlobStore(config.blob_dir).put,
+        ),
+        slack_api_url=config.slack_api_url,
+        smtp=SmtpSettings(config.smtp_url, config.smtp_sender, config.http_timeout_seconds),
+        llm=LlmSettings(
+            dict(config.llm_models) if config.llm_models is not None else LlmSettings().models,
+            config.llm_api_base,
+            config.llm_timeout_seconds,
+        ),
+        bus=bus,
+    )
+
+
 class Runtime:
     def __init__(
         self,
@@ -69,15 +90,12 @@ class Runtime:
         registry: Registry | None = None,
         executors: ExecutorRegistry | None = None,
         extension_modules: tuple[str, ...] = (),
+        bus: Bus | None = None,
     ) -> None:
+        # the event bus: event.publish, event triggers and live run views (LLM tokens) share it
+        self.bus: Bus = bus or (NatsBus(config.nats_url) if config.nats_url else LocalBus())
         if registry is None or executors is None:
-            policy = HttpPolicy(
-                allow_networks=tuple(ipaddress.ip_network(n, strict=False) for n in config.http_allow_networks),
-                timeout_seconds=config.http_timeout_seconds,
-                put_blob=BlobStore(config.blob_dir).put,
-            )
-            smtp = SmtpSettings(config.smtp_url, config.smtp_sender, config.http_timeout_seconds)
-            registry, executors = extensions.load(extension_modules, policy, config.slack_api_url, smtp)
+            registry, executors = extensions.load(extension_modules, integrations(config, self.bus))
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
         config.blob_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +140,7 @@ class Runtime:
             self._inflight.add(token)
         try:
             try:
-                result = execute(self.orchestrator, work)
+                result = execute(self.orchestrator, work, self.bus)
             except IonfluxError as e:  # a configuration fault the user must fix (the secret key, say)
                 result = StepResult(error=StepError(e.code, f"{work.key}: {e.message} ({e.hint})"))
             except Exception as e:  # the database away while preparing the step: not the step's fault
@@ -182,6 +200,7 @@ class Runtime:
         with contextlib.suppress(sa.exc.SQLAlchemyError):
             self.orchestrator.retire()
         self.doorbell.close()
+        self.bus.close()
         self.db.dispose()
 
     def __enter__(self) -> Runtime:

@@ -22,7 +22,7 @@ from engine.store.tables import run_events, run_steps, runs
 STEP_KEY = ("run_id", "run_attempt", "key", "attempt")
 #: one recorded event's writes: the event row, the changed step rows, the run id and the run's new values
 Pending = tuple[dict[str, Any], list[dict[str, Any]], str, dict[str, Any]]
-JSON_COLUMNS = frozenset({"error", "logs", "outputs", "data", "trigger", "input"})
+JSON_COLUMNS = frozenset({"error", "logs", "usage", "outputs", "data", "trigger", "input"})
 
 
 def upsert(postgres: bool, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...] | None = None) -> Any:

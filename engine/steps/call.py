@@ -15,12 +15,21 @@ class StepFailure(IonfluxError):
 
     code = "step.failed"
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False, hint: str = "") -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        hint: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, hint=hint, code=code)
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the service asked us to wait (Retry-After)
 
     def to_step_error(self, key: StepKey) -> StepError:
-        return StepError(self.code, f"{key}: {self.message}", self.retryable)
+        return StepError(self.code, f"{key}: {self.message}", self.retryable, self.retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,10 @@ class StepCall:
 
     ``context`` is what expressions see (inputs, trigger, run, nodes, item/index), without secrets: executors
     that evaluate per-item expressions (``data.filter``'s ``where``) use it. ``log`` collects the step's log lines.
+    ``usage`` is what a metered executor measured (an LLM step: model, tokens, latency, cost); its ``cost_cion``,
+    when set, is the attempt's real charge instead of the node type's forecast. ``emit`` sends a live,
+    not-recorded event about this attempt (an LLM's tokens as they stream). ``secrets`` are the values of the
+    flow's secrets: an executor that hands text to a third party that must not see them (an LLM) blanks them.
     """
 
     key: StepKey
@@ -39,6 +52,9 @@ class StepCall:
     log: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
     run_id: str = ""
     net: tuple[str, ...] = ()  # the node's permissions.net: the hosts it may reach
+    usage: dict[str, Any] = field(default_factory=dict)
+    emit: Callable[[str, Mapping[str, Any]], None] = field(default=lambda kind, data: None)
+    secrets: tuple[str, ...] = ()
 
 
 Executor = Callable[[StepCall], Any]

@@ -12,6 +12,7 @@ DNS rebinding between the check and the connection cannot redirect it. Numeric h
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import http.client
 import ipaddress
@@ -251,9 +252,26 @@ def request(call: StepCall, policy: HttpPolicy) -> Any:
             f"{method} {url} answered {status}{note}: {str(output['body'])[:200]}",
             retryable=status in RETRYABLE_STATUS,
             hint="add the status to with.success_status if it is expected",
+            retry_after=parse_retry_after(retry_after) if status in RETRYABLE_STATUS else None,
         )
     call.log.append(("info", f"{method} {url} -> {status} in {elapsed_ms} ms"))
     return output
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: the node's own backoff applies
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def executor(policy: HttpPolicy) -> Callable[[StepCall], Any]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
+from dataclasses import dataclass, field
 
 from engine.errors import IonfluxError
+from engine.steps.bus import Bus, LocalBus
 from engine.steps.call import Executor
+from engine.steps.chat import SLACK_API
+from engine.steps.email import SmtpSettings
+from engine.steps.http import HttpPolicy
+from engine.steps.llm import LlmSettings
 
 
 class MissingExecutorError(IonfluxError):
@@ -39,14 +44,28 @@ class ExecutorRegistry:
         return iter(sorted(self._executors))
 
 
-@cache
-def builtin_executors() -> ExecutorRegistry:
-    from engine.steps import chat, data, email, http
+@dataclass(frozen=True)
+class Integrations:
+    """The operator's settings for the built-ins that reach the outside world (defaults: safe, unconfigured)."""
 
+    http: HttpPolicy = field(default_factory=HttpPolicy)  # public addresses only
+    slack_api_url: str = SLACK_API
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)  # email.send fails clearly until configured
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    bus: Bus = field(default_factory=LocalBus)
+
+
+def builtin_executors(integrations: Integrations | None = None) -> ExecutorRegistry:
+    from engine.steps import chat, data, email, events, http, llm
+
+    settings = integrations or Integrations()
     registry = ExecutorRegistry()
     data.register(registry)
-    registry.register("http.request", http.executor(http.HttpPolicy()))  # public addresses only
-    for name, executor in chat.executors(http.HttpPolicy()).items():
+    registry.register("http.request", http.executor(settings.http))
+    for name, executor in chat.executors(settings.http, settings.slack_api_url).items():
         registry.register(name, executor)
-    registry.register("email.send", email.executor(email.SmtpSettings()))  # fails clearly until configured
+    registry.register("email.send", email.executor(settings.smtp))
+    for name, executor in llm.executors(settings.llm).items():
+        registry.register(name, executor)
+    registry.register("event.publish", events.executor(settings.bus))
     return registry

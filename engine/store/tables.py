@@ -90,6 +90,7 @@ class RunStepRow(SQLModel, table=True):
     output_ref: str | None = None
     error: Any = _json()
     logs: Any = _json()
+    usage: Any = _json()  # what a metered step measured: an LLM step's model, tokens, latency_ms, cost
     cost_cion: float = 0.0
     reused: bool = False
     child_run_id: str | None = None

@@ -6,6 +6,7 @@ the forecast with the provider's real token counts when the step runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -63,7 +64,35 @@ def _token_cost(default_max_tokens: int) -> Callable[[Mapping[str, Any]], CostEs
     return cost
 
 
+#: ``secrets`` used inside an expression (``{{ ... }}`` or ``{% ... %}``)
+_SECRET_IN_EXPRESSION = re.compile(r"\{[{%](?:(?![}%]\}).)*\bsecrets\b", re.DOTALL)
+
+
+def _secret_fields(value: Any, path: tuple[str | int, ...]) -> Iterable[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        if _SECRET_IN_EXPRESSION.search(value):
+            yield path
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _secret_fields(v, (*path, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _secret_fields(v, (*path, i))
+
+
+def _no_secrets(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    """Whatever an LLM node's fields hold is sent to the model's provider: a secret must never be among it."""
+    for path in _secret_fields(with_, ()):
+        yield Finding(
+            path,
+            "node.secret_to_llm",
+            "an LLM node cannot use `secrets`: its text is sent to the model's provider",
+            "pass the data the model needs, not credentials; the provider's own key goes in IONFLUX_LLM_MODELS",
+        )
+
+
 def _schema_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    yield from _no_secrets(with_)
     schema = with_.get("schema")
     if isinstance(schema, dict):
         problem = schema_problem(schema)
@@ -77,6 +106,7 @@ def _schema_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
 
 
 def _labels_check(with_: Mapping[str, Any]) -> Iterable[Finding]:
+    yield from _no_secrets(with_)
     labels = with_.get("labels")
     if isinstance(labels, list) and len(set(map(str, labels))) != len(labels):
         yield Finding(("labels",), "node.with_invalid", "labels must be unique", "remove the repeated label")
@@ -88,9 +118,10 @@ LLM_COMPLETE = NodeType(
     summary="Generate text with an LLM (any provider litellm reaches, hosted or local).",
     with_schema=obj({**_COMMON, "prompt": NON_EMPTY, "stream": {"type": "boolean", "default": False}}, "prompt"),
     output_schema=obj({"text": STRING, "model": STRING, "usage": _USAGE}, "text", "model"),
-    capabilities=frozenset({"llm", "secrets"}),
+    capabilities=frozenset({"llm"}),
     requires=_requires,
     cost=_token_cost(DEFAULT_MAX_TOKENS),
+    check=_no_secrets,
     example={
         "model": "default",
         "prompt": "Summarise: {{ nodes.fetch.output.body | tojson }}",
@@ -113,7 +144,7 @@ LLM_EXTRACT = NodeType(
         "schema",
     ),
     output_schema=ANY,
-    capabilities=frozenset({"llm", "secrets"}),
+    capabilities=frozenset({"llm"}),
     requires=_requires,
     cost=_token_cost(DEFAULT_MAX_TOKENS),
     check=_schema_check,
@@ -143,7 +174,7 @@ LLM_CLASSIFY = NodeType(
     output_schema=obj(
         {"label": STRING, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}, "label", "confidence"
     ),
-    capabilities=frozenset({"llm", "secrets"}),
+    capabilities=frozenset({"llm"}),
     requires=_requires,
     cost=_token_cost(16),
     check=_labels_check,

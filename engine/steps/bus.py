@@ -1,0 +1,219 @@
+"""The event bus: ``event.publish`` writes to it, event triggers and live run views read from it.
+
+Two implementations with one contract. ``LocalBus`` is in-process (the embedded install: ``ionflux up`` is one
+process). ``NatsBus`` talks to NATS: a subject captured by a JetStream stream is published with JetStream (the
+server acknowledges it, returns its stream sequence, and drops a duplicate ``Nats-Msg-Id`` within the stream's
+window, so a step retried after a crash does not publish twice); any other subject gets core NATS, flushed so
+the server has it before the step succeeds.
+
+Subjects follow NATS: dot-separated tokens; subscribers may use ``*`` (one token) and ``>`` (the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("ionflux.bus")
+T = TypeVar("T")
+
+#: how many recent message ids the in-process bus remembers to drop duplicates (JetStream keeps a time window)
+DEDUP_WINDOW = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    subject: str
+    data: bytes
+    sequence: int | None = None
+
+
+Handler = Callable[[Message], None]
+
+
+class BusError(Exception):
+    """The bus could not take the message (unreachable, timed out); worth another attempt."""
+
+
+class Bus(Protocol):
+    def publish(self, subject: str, data: bytes, *, msg_id: str | None = None, durable: bool = True) -> int | None:
+        """Publish; the stream sequence when the bus assigns one. ``durable=False``: fire and forget (live views)."""
+        ...
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        """Call ``handler`` for each message on a matching subject; returns the function that unsubscribes."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` is one or more tokens."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(want) == len(got)
+
+
+class LocalBus:
+    """In-process pub/sub. Handlers run in the publisher's thread, in subscription order; one that raises is
+    logged and does not stop the others (a broken trigger must not fail the step that published)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: list[tuple[int, str, Handler]] = []
+        self._next_sub = 0
+        self._sequence = 0
+        self._seen: OrderedDict[str, int] = OrderedDict()
+
+    def publish(self, subject: str, data: bytes, *, msg_id: str | None = None, durable: bool = True) -> int | None:
+        with self._lock:
+            if msg_id is not None and msg_id in self._seen:
+                return self._seen[msg_id]  # a retried publish: already delivered once
+            self._sequence += 1
+            sequence = self._sequence
+            if msg_id is not None:
+                self._seen[msg_id] = sequence
+                if len(self._seen) > DEDUP_WINDOW:
+                    self._seen.popitem(last=False)
+            handlers = [h for _, pattern, h in self._subs if matches(pattern, subject)]
+        message = Message(subject, data, sequence)
+        for handler in handlers:
+            try:
+                handler(message)
+            except Exception:
+                log.exception("a subscriber to %s failed on a message", subject)
+        return sequence if durable else None
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        with self._lock:
+            self._next_sub += 1
+            sub_id = self._next_sub
+            self._subs.append((sub_id, pattern, handler))
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subs = [s for s in self._subs if s[0] != sub_id]
+
+        return unsubscribe
+
+    def close(self) -> None:
+        with self._lock:
+            self._subs.clear()
+
+
+class NatsBus:
+    """NATS through nats-py, which is asyncio: one event-loop thread owns the connection, and the synchronous
+    callers (worker threads) hand it coroutines. Connects on first use and reconnects by itself."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, name: str = "ionflux") -> None:
+        self.url = url
+        self.timeout = timeout
+        self._name = name
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ionflux-nats", daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self._connect_lock = threading.Lock()
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout or self.timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise BusError(f"NATS at {self.url} did not answer within {timeout or self.timeout:g}s") from None
+
+    def _connection(self) -> Any:
+        with self._connect_lock:
+            if self._nc is None or self._nc.is_closed:
+                import nats
+
+                async def connect() -> Any:
+                    return await nats.connect(
+                        self.url,
+                        name=self._name,
+                        connect_timeout=self.timeout,
+                        max_reconnect_attempts=-1,  # keep trying: a NATS restart must not need an IONFLUX restart
+                        allow_reconnect=True,
+                    )
+
+                try:
+                    self._nc = self._call(connect(), self.timeout * 2)
+                except BusError:
+                    raise
+                except Exception as e:  # nats raises its own errors and OSError subclasses
+                    raise BusError(f"cannot connect to NATS at {self.url}: {type(e).__name__}: {e}") from None
+            return self._nc
+
+    def publish(self, subject: str, data: bytes, *, msg_id: str | None = None, durable: bool = True) -> int | None:
+        nc = self._connection()
+
+        async def send() -> int | None:
+            from nats.errors import NoRespondersError
+
+            if durable:
+                try:
+                    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+                    ack = await nc.jetstream().publish(subject, data, timeout=self.timeout, headers=headers)
+                    return int(ack.seq)
+                except NoRespondersError:
+                    pass  # no stream captures this subject: plain NATS below
+            await nc.publish(subject, data)
+            if durable:
+                await nc.flush(timeout=self.timeout)
+            return None
+
+        try:
+            return self._call(send())
+        except BusError:
+            raise
+        except Exception as e:
+            raise BusError(f"NATS at {self.url} refused {subject!r}: {type(e).__name__}: {e}") from None
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        nc = self._connection()
+
+        async def deliver(msg: Any) -> None:  # a core subscription: it sees every message, with no sequence
+            try:
+                handler(Message(msg.subject, msg.data))
+            except Exception:
+                log.exception("a subscriber to %s failed on a message", msg.subject)
+
+        async def sub() -> Any:
+            return await nc.subscribe(pattern, cb=deliver)
+
+        subscription = self._call(sub())
+
+        def unsubscribe() -> None:
+            try:
+                self._call(subscription.unsubscribe())
+            except Exception:
+                log.debug("unsubscribing from %s failed (connection closed?)", pattern)
+
+        return unsubscribe
+
+    def flush(self) -> None:
+        """Wait until the server has processed everything sent so far (tests; live views)."""
+        nc = self._connection()
+        self._call(nc.flush(timeout=self.timeout))
+
+    def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                self._call(self._nc.drain())
+            except Exception:
+                log.debug("draining the NATS connection failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
