@@ -1,0 +1,168 @@
+"""The LLM nodes end to end against a real local model: SmolLM2-135M behind llama-cpp-python's OpenAI-compatible
+server (``scripts/local-llm setup`` installs both outside the checkout; CI runs it first).
+
+The 135M model writes poor prose, so these tests check the pipeline (litellm's request, streaming, instructor's
+tool call, the grammar-constrained JSON, usage accounting, the recorded run), not what the text means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import sqlalchemy as sa
+
+from engine.steps.llm import ModelRoute
+from engine.store.tables import run_steps, runs
+from tests.conftest import ROOT
+from tests.runtime_helpers import flow, running
+from tests.services import free_port
+
+
+def _server_files() -> tuple[str, str] | None:
+    found = subprocess.run(["bash", str(ROOT / "scripts" / "local-llm"), "path"], capture_output=True, text=True)
+    if found.returncode != 0:
+        return None
+    python, model = found.stdout.split()
+    return python, model
+
+
+@pytest.fixture(scope="module")
+def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    files = _server_files()
+    if files is None:
+        message = "the local model is not set up (run scripts/local-llm setup)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, and CI needs it: .ci/run sets it up before the tests")
+        pytest.skip(message)
+    python, model = files
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"  # a file, not a pipe: llama.cpp logs a lot at load
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--model_alias",
+                "smollm2",
+                "--n_ctx",
+                "2048",
+                "--interrupt_requests",  # steps run in parallel; by default a new request cuts off a streaming one
+                "False",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=2) as answer:
+                    assert json.load(answer)["data"][0]["id"] == "smollm2"
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    pytest.fail(f"the llama.cpp server did not start: {log.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+FLOW = """
+fluxgraph: 1
+id: local-triage
+inputs:
+  type: object
+  properties: {ticket: {type: string}}
+nodes:
+  - id: reply
+    type: llm.complete
+    with:
+      prompt: "Write one short sentence answering: {{ inputs.ticket }}"
+      max_tokens: 24
+      temperature: 0
+      stream: true
+  - id: fields
+    type: llm.extract
+    with:
+      prompt: "Extract the customer's name and the number of items: {{ inputs.ticket }}"
+      schema:
+        type: object
+        properties: {name: {type: string}, items: {type: integer}}
+        required: [name, items]
+      max_tokens: 64
+  - id: kind
+    type: llm.classify
+    with: {input: "{{ inputs.ticket }}", labels: [billing, bug, question], max_tokens: 64}
+outputs:
+  reply: "{{ nodes.reply.output.text }}"
+  fields: "{{ nodes.fields.output }}"
+  kind: "{{ nodes.kind.output }}"
+"""
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "items": {"type": "integer"}},
+    "required": ["name", "items"],
+}
+
+
+def test_a_flow_runs_its_llm_steps_on_a_real_local_model(local_llm: str, tmp_path: Path) -> None:
+    route = ModelRoute("openai/smollm2", api_base=local_llm, api_key="local")  # the server takes any key
+    with running("embedded", tmp_path, llm_models={"default": route}) as rt:
+        live: list[dict[str, Any]] = []
+        rt.bus.subscribe("ionflux.runs.*.live", lambda m: live.append(json.loads(m.data)))
+        _, version = rt.orchestrator.save_flow(flow(FLOW), "local-triage.yaml")
+        ticket = "Hi, this is Maria. I ordered 3 lamps but was charged twice."
+        run_id = rt.orchestrator.start_run(version, {"ticket": ticket})
+        assert str(rt.wait(run_id, 240)) == "succeeded"
+        with rt.db.connect() as conn:
+            outputs = conn.execute(sa.select(runs.c.outputs).where(runs.c.id == run_id)).scalar_one()
+            usage = dict(
+                conn.execute(sa.select(run_steps.c.key, run_steps.c.usage).where(run_steps.c.run_id == run_id)).all()
+            )
+    assert isinstance(outputs["reply"], str) and outputs["reply"].strip()
+    jsonschema.validate(outputs["fields"], SCHEMA)  # grammar-constrained tool call, validated again by us
+    assert outputs["kind"]["label"] in ("billing", "bug", "question") and 0 <= outputs["kind"]["confidence"] <= 1
+    tokens = "".join(e["text"] for e in live if e["kind"] == "llm.token" and e["key"] == "reply")
+    assert tokens == outputs["reply"]  # what streamed live is what was recorded
+    for key in ("reply", "fields", "kind"):
+        assert usage[key]["model"] == "openai/smollm2" and usage[key]["alias"] == "default"
+        assert usage[key]["prompt_tokens"] > 0 and usage[key]["completion_tokens"] > 0
+        assert usage[key]["latency_ms"] > 0 and usage[key]["cost_cion"] == 0  # no price is known for a local model
+    assert usage["reply"]["completion_tokens"] <= 24
+
+
+def test_an_unknown_model_on_the_server_is_a_clear_failure(local_llm: str, tmp_path: Path) -> None:
+    route = ModelRoute("openai/smollm2", api_base=local_llm.replace("/v1", "/nowhere"), api_key="local")
+    with running("embedded", tmp_path, llm_models={"default": route}) as rt:
+        _, version = rt.orchestrator.save_flow(
+            flow("fluxgraph: 1\nid: lost\nnodes:\n  - {id: ask, type: llm.complete, with: {prompt: hi}}\n"), "lost.yaml"
+        )
+        run_id = rt.orchestrator.start_run(version, None)
+        assert str(rt.wait(run_id, 60)) == "failed"
+        with rt.db.connect() as conn:
+            error = conn.execute(sa.select(run_steps.c.error).where(run_steps.c.run_id == run_id)).scalar_one()
+    assert error["code"] in ("llm.model_not_found", "llm.bad_request") and not error["retryable"], error
