@@ -364,6 +364,12 @@ def cmd_run_show(args: argparse.Namespace) -> int:
                 (s.input_preview or "")[:60],
                 detail[:200],
             )
+            if s.usage and "prompt_tokens" in s.usage:
+                metered = (
+                    f"{s.usage.get('model')} · {s.usage['prompt_tokens']}+{s.usage.get('completion_tokens', 0)} "
+                    f"tokens · {s.usage.get('latency_ms', 0):g} ms · {s.cost_cion:g} C-ION"
+                )
+                table.add_row("", "", "", "", "", Text("usage", style="dim"), Text(metered, style="dim"))
             for level, line in s.logs or []:
                 table.add_row("", "", "", "", "", Text(level, style="dim"), Text(line, style="dim"))
         console.print(table)

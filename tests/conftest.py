@@ -18,6 +18,9 @@ settings.register_profile("thorough", max_examples=3000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# litellm would fetch its price table from the internet at import (the product sets this before importing it too)
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 FLOWS = ROOT / "flows"
 
 

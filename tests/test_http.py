@@ -22,6 +22,10 @@ LOOPBACK_ONLY = HttpPolicy(allow_networks=(ipaddress.ip_network("127.0.0.1/32"),
 STRICT = HttpPolicy(timeout_seconds=2.0)
 
 
+HITS: dict[str, int] = {}
+HITS_LOCK = threading.Lock()
+
+
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
@@ -39,6 +43,13 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?")[0]
+        if "/limited-" in path:  # rate-limited once per path, as Discord and Slack do: 429 + Retry-After
+            with HITS_LOCK:
+                HITS[path] = HITS.get(path, 0) + 1
+                first = HITS[path] == 1
+            if first:
+                self._send(429, b'{"message": "You are being rate limited.", "retry_after": 1.0}', Retry_After="1")
+                return
         if path == "/echo":
             echo = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body.decode()}
             self._send(200, json.dumps(echo).encode())
@@ -344,3 +355,54 @@ def test_chat_nodes_keep_private_addresses_closed() -> None:
             STRICT,
         )
     assert e.value.code == "http.host_not_allowed"  # not a Discord host, and not in permissions.net
+
+
+def test_discord_and_slack_rate_limits_are_retried_after_retry_after_in_a_run(server: str, tmp_path: Any) -> None:
+    import uuid
+
+    import sqlalchemy as sa
+
+    from engine.store.tables import run_steps
+    from tests.runtime_helpers import flow, running
+
+    tag = uuid.uuid4().hex[:8]
+    retry = "{max_attempts: 3, initial_delay: 10ms, jitter: false}"
+    text = f"""
+    fluxgraph: 1
+    id: notify
+    nodes:
+      - id: discord
+        type: discord.post
+        permissions: {{net: ["127.0.0.1"]}}
+        retry: {retry}
+        with: {{webhook_url: "{server}/api/webhooks/limited-{tag}/x", content: "deployed"}}
+      - id: slack
+        type: slack.post
+        permissions: {{net: ["127.0.0.1"]}}
+        retry: {retry}
+        with: {{webhook_url: "{server}/services/limited-{tag}/x", text: "deployed"}}
+    """
+    with running("embedded", tmp_path, http_allow_networks=("127.0.0.1/32",)) as rt:
+        _, version = rt.orchestrator.save_flow(flow(text), "notify.yaml")
+        run_id = rt.orchestrator.start_run(version, None)
+        assert str(rt.wait(run_id, 30)) == "succeeded"
+        with rt.db.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    run_steps.c.key,
+                    run_steps.c.attempt,
+                    run_steps.c.error,
+                    run_steps.c.queued_at,
+                    run_steps.c.finished_at,
+                    run_steps.c.status,
+                )
+                .where(run_steps.c.run_id == run_id)
+                .order_by(run_steps.c.key, run_steps.c.attempt)
+            ).all()
+    for key in ("discord", "slack"):
+        first, second = [r for r in rows if r.key == key]
+        assert first.error["code"] == "http.status" and first.error["retry_after"] == 1.0
+        assert "429" in first.error["message"] and "Retry-After: 1" in first.error["message"]
+        assert second.status == "succeeded"
+        # the node's backoff says 10 ms; the service said 1 s, and the retry waited for it
+        assert (second.queued_at - first.finished_at).total_seconds() >= 0.99

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -83,11 +84,26 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
+        _close_litellm_clients()
         server.terminate()
         try:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _close_litellm_clients() -> None:
+    """litellm keeps its HTTP clients (and their open connections to the server) for reuse: close them with it."""
+    import inspect
+
+    import litellm
+
+    cache = litellm.in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    cache.flush_cache()
 
 
 FLOW = """
@@ -166,3 +182,38 @@ def test_an_unknown_model_on_the_server_is_a_clear_failure(local_llm: str, tmp_p
         with rt.db.connect() as conn:
             error = conn.execute(sa.select(run_steps.c.error).where(run_steps.c.run_id == run_id)).scalar_one()
     assert error["code"] in ("llm.model_not_found", "llm.bad_request") and not error["retryable"], error
+
+
+def test_the_documented_command_runs_the_ticket_summary_blueprint_on_the_local_model(
+    local_llm: str, tmp_path: Path
+) -> None:
+    """docs/running.md's example, as a user types it: IONFLUX_LLM_MODELS pointing the default alias at the model."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IONFLUX_")}
+    route = {"model": "openai/smollm2", "api_base": local_llm, "api_key": "none"}
+    env.update(IONFLUX_HOME=str(tmp_path), IONFLUX_LLM_MODELS=json.dumps({"default": route}), COLUMNS="200")
+    ticket = json.dumps({"ticket": "Hi, Maria here: I was charged twice for order 1042"})
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "run", "flows/ticket-summary.yaml", "--input", ticket, "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "succeeded"
+    outputs = summary["outputs"]
+    assert outputs["kind"] in ("billing", "delivery", "product_question", "complaint")
+    assert isinstance(outputs["customer"], str) and isinstance(outputs["order"], str) and outputs["draft"].strip()
+    shown = subprocess.run(
+        [sys.executable, "-m", "api.cli", "run-show", summary["id"]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0 and "openai/smollm2 · " in shown.stdout and " tokens · " in shown.stdout

@@ -100,7 +100,7 @@ def test_a_type_without_executor_is_refused_with_the_node_named(rt: Runtime) -> 
     nodes:
       - id: tell
         type: code.python
-        with: {code: "result = 1"}
+        with: {code: "def main(input): return 1"}
     """
     with pytest.raises(RunRefusedError, match=r"no executor for 'code.python' \(node 'tell'\)"):
         rt.orchestrator.save_flow(flow(text), "needs-sandbox.yaml")

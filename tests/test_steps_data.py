@@ -58,7 +58,7 @@ def test_failures_name_the_step_and_the_cause() -> None:
 
 
 def test_a_type_without_an_executor_fails_clearly_never_silently() -> None:
-    state = run_flow(HEAD + "nodes:\n  - {id: call, type: code.python, with: {code: 'result = 1'}}\n")
+    state = run_flow(HEAD + "nodes:\n  - {id: call, type: code.python, with: {code: 'def main(input): return 1'}}\n")
     error = state.steps[StepKey("call")].error
     assert error is not None and error.code == "step.no_executor" and "code.python" in error.message
 

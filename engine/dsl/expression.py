@@ -56,6 +56,8 @@ from engine.errors import IonfluxError
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
 ROOTS = ("inputs", "trigger", "nodes", "secrets", "run", "item", "index")
+#: filters that hand a value on unchanged (``a ~ b`` joins through _CONCAT, ``in`` tests through _CHARGED)
+_PASS_THROUGH = frozenset({_CONCAT, _CHARGED, "string", "default"})
 
 _LIMIT_HINT = (
     f"expressions are bounded: values of at most {MAX_SIZE:,} characters or items, integers of at most "
@@ -87,6 +89,8 @@ class Reference:
 
     root: str
     path: tuple[str | int, ...] = ()
+    #: the value is passed through a filter or a call (``secrets.x | upper``), not used as it is
+    transformed: bool = False
 
     def __str__(self) -> str:
         out = self.root
@@ -358,15 +362,33 @@ def parse_bare(expression: str) -> Template:
 def _references(ast: jn.Template, free: set[str]) -> Iterator[Reference]:
     # An explicit stack, not recursion: a 20,000-step attribute chain must not overflow Python's stack.
     # Children are pushed in reverse so references come out in source order (the validator reports them so).
-    stack: list[tuple[jn.Node, bool]] = [(ast, False)]
+    stack: list[tuple[jn.Node, bool, jn.Node | None]] = [(ast, False, None)]
     while stack:
-        node, in_chain = stack.pop()
+        node, in_chain, parent = stack.pop()
         if isinstance(node, jn.Getattr | jn.Getitem | jn.Name) and not in_chain:
             ref = _unwind(node)
             if ref is not None and ref.root in free:
+                if ref.root == "secrets" and (_transforms(parent) or _sliced(node)):  # only secrets care
+                    ref = Reference(ref.root, ref.path, transformed=True)
                 yield ref
         chain_child = node.node if isinstance(node, jn.Getattr | jn.Getitem) else None
-        stack.extend((child, child is chain_child) for child in reversed(list(node.iter_child_nodes())))
+        stack.extend((child, child is chain_child, node) for child in reversed(list(node.iter_child_nodes())))
+
+
+def _transforms(parent: jn.Node | None) -> bool:
+    """Whether ``parent`` turns a value into another one (a filter, a call), unlike output, ``~`` or tests."""
+    if isinstance(parent, jn.Filter):
+        return parent.name not in _PASS_THROUGH
+    return isinstance(parent, jn.Call)
+
+
+def _sliced(node: jn.Node) -> bool:
+    """Whether an access chain indexes with something other than a constant (``x[1:]``, ``x[i]``)."""
+    while isinstance(node, jn.Getattr | jn.Getitem):
+        if isinstance(node, jn.Getitem) and not isinstance(node.arg, jn.Const):
+            return True
+        node = node.node
+    return False
 
 
 def _unwind(node: jn.Node) -> Reference | None:

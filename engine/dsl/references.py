@@ -115,6 +115,16 @@ class ReferenceChecks(CheckerBase):
             )
         elif root == "secrets":
             self._check_secret_ref(rest, path, node_id, secrets)
+            if ref.transformed or len(rest) > 1:
+                self.report(
+                    "secret.transformed",
+                    f"{ref} is changed before use: only a secret's exact value can be recognised and redacted "
+                    "from records, logs and errors",
+                    path,
+                    node_id=node_id,
+                    hint='use the secret as it is ({{ secrets.name }}, or "Bearer {{ secrets.name }}"); '
+                    "http.request's auth and query fields do any encoding",
+                )
         elif root == "nodes":
             self._check_node_ref(ref, path, node_id, visible)
         elif root == "inputs" and rest and isinstance(rest[0], str):

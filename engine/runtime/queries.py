@@ -73,6 +73,7 @@ class StepRecord:
     cost_cion: float
     reused: bool
     child_run_id: str | None
+    usage: dict[str, Any] | None = None  # a metered step's model, tokens, latency_ms and cost
 
     @property
     def duration_ms(self) -> float | None:
@@ -178,6 +179,7 @@ def run_steps_of(db: sa.Engine, run_id: str, *, history: bool = False) -> list[S
             row.cost_cion,
             row.reused,
             row.child_run_id,
+            row.usage,
         )
         if history:
             out.append(record)

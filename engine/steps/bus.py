@@ -4,7 +4,8 @@ Two implementations with one contract. ``LocalBus`` is in-process (the embedded 
 process). ``NatsBus`` talks to NATS: a subject captured by a JetStream stream is published with JetStream (the
 server acknowledges it, returns its stream sequence, and drops a duplicate ``Nats-Msg-Id`` within the stream's
 window, so a step retried after a crash does not publish twice); any other subject gets core NATS, flushed so
-the server has it before the step succeeds.
+the server has it before the step succeeds. Which stream captures a subject is asked of the server (and
+remembered for a few seconds), so a new stream takes effect without a restart.
 
 Subjects follow NATS: dot-separated tokens; subscribers may use ``*`` (one token) and ``>`` (the rest).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -23,6 +25,8 @@ from typing import Any, Protocol, TypeVar
 log = logging.getLogger("ionflux.bus")
 T = TypeVar("T")
 
+#: how long NatsBus trusts what it learnt about which stream captures a subject
+STREAM_CACHE_SECONDS = 10.0
 #: how many recent message ids the in-process bus remembers to drop duplicates (JetStream keeps a time window)
 DEDUP_WINDOW = 10_000
 
@@ -124,6 +128,7 @@ class NatsBus:
         self._thread.start()
         self._nc: Any = None
         self._connect_lock = threading.Lock()
+        self._streams: dict[str, tuple[str | None, float]] = {}  # subject -> (stream, valid until); loop thread only
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -159,15 +164,11 @@ class NatsBus:
         nc = self._connection()
 
         async def send() -> int | None:
-            from nats.errors import NoRespondersError
-
-            if durable:
-                try:
-                    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-                    ack = await nc.jetstream().publish(subject, data, timeout=self.timeout, headers=headers)
-                    return int(ack.seq)
-                except NoRespondersError:
-                    pass  # no stream captures this subject: plain NATS below
+            stream = await self._stream_for(nc, subject) if durable else None
+            if stream is not None:
+                headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+                ack = await nc.jetstream().publish(subject, data, timeout=self.timeout, stream=stream, headers=headers)
+                return int(ack.seq)
             await nc.publish(subject, data)
             if durable:
                 await nc.flush(timeout=self.timeout)
@@ -179,6 +180,25 @@ class NatsBus:
             raise
         except Exception as e:
             raise BusError(f"NATS at {self.url} refused {subject!r}: {type(e).__name__}: {e}") from None
+
+    async def _stream_for(self, nc: Any, subject: str) -> str | None:
+        """The JetStream stream capturing ``subject``, if any (asked once per STREAM_CACHE_SECONDS). Asking
+        first, rather than trying a JetStream publish, matters: a core subscriber on the subject would take the
+        publish as a request it never answers, and the step would wait for the timeout."""
+        now = time.monotonic()
+        cached = self._streams.get(subject)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        from nats.js.errors import NotFoundError
+
+        try:
+            name: str | None = await nc.jetstream().find_stream_name_by_subject(subject)
+        except NotFoundError:
+            name = None
+        except Exception:  # JetStream not enabled on this server: every subject is plain NATS
+            name = None
+        self._streams[subject] = (name, now + STREAM_CACHE_SECONDS)
+        return name
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         nc = self._connection()
