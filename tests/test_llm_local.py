@@ -84,7 +84,7 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
-        _close_litellm_clients()
+        _close_connections_to(port)
         server.terminate()
         try:
             server.wait(10)
@@ -92,18 +92,17 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.kill()
 
 
-def _close_litellm_clients() -> None:
-    """litellm keeps its HTTP clients (and their open connections to the server) for reuse: close them with it."""
-    import inspect
+def _close_connections_to(port: int) -> None:
+    """litellm's HTTP clients keep idle keep-alive connections to the server for reuse, in pools we cannot all
+    reach (cached and evicted clients): close the ones to the server being stopped, wherever they are."""
+    import gc
 
-    import litellm
+    import httpcore
 
-    cache = litellm.in_memory_llm_clients_cache
-    for client in list(cache.cache_dict.values()):
-        close = getattr(client, "close", None)
-        if callable(close) and not inspect.iscoroutinefunction(close):
-            close()
-    cache.flush_cache()
+    for pool in [o for o in gc.get_objects() if isinstance(o, httpcore.ConnectionPool)]:
+        for connection in list(pool.connections):
+            if connection.can_handle_request(httpcore.URL(f"http://127.0.0.1:{port}/").origin):
+                connection.close()
 
 
 FLOW = """
