@@ -9,8 +9,12 @@ from collections.abc import Callable
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    return _lazy_from("api.run_commands", name)
+
+
+def _lazy_from(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module("api.run_commands"), name)
+        command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
         return command(args)
 
     return run
@@ -75,3 +79,17 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("name", nargs="?")
     p.add_argument("--value", help="the value (default: read standard input, so it stays out of shell history)")
     p.set_defaults(func=_lazy("cmd_secrets"))
+
+    p = add("transform", "WebAssembly transforms: register, list, show, test (docs/guides/creating_transforms.md).")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    register = actions.add_parser("register", help="store a wasm32-wasi module under its manifest's name@version")
+    register.add_argument("file", metavar="FILE.wasm")
+    register.add_argument("--manifest", required=True, metavar="FILE.yaml", help="name, version, schemas, limits")
+    listing = actions.add_parser("list", help="the registered transforms")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one transform's manifest, size and digest")
+    show.add_argument("module", metavar="NAME@VERSION")
+    test = actions.add_parser("test", help="run a transform once on an input, in the sandbox, outside any flow")
+    test.add_argument("module", metavar="NAME@VERSION")
+    test.add_argument("--input", help="the input as JSON")
+    p.set_defaults(func=_lazy_from("api.transform_commands", "cmd_transform"))

@@ -19,6 +19,7 @@ from engine.errors import IonfluxError
 if TYPE_CHECKING:
     from engine.runtime.config import RuntimeConfig
     from engine.steps.llm import ModelRoute
+    from engine.steps.wasm import SandboxPolicy
 
 
 class SettingsError(IonfluxError):
@@ -54,6 +55,14 @@ class Settings(BaseSettings):
     llm_api_base: str | None = Field(None, description="OpenAI-compatible server (llama.cpp, Ollama) for all aliases")
     llm_timeout_seconds: float = Field(120.0, gt=0)
     nats_url: str | None = Field(None, description="NATS for event.publish and event triggers; default in-process")
+    sandbox_fuel: int = Field(2_000_000_000, ge=1, description="default fuel (wasm instructions) per sandboxed step")
+    sandbox_max_fuel: int = Field(50_000_000_000, ge=1)
+    sandbox_memory_mb: int = Field(128, ge=1, le=4096)
+    sandbox_max_memory_mb: int = Field(1024, ge=1, le=4096)
+    sandbox_timeout_seconds: float = Field(10.0, gt=0)
+    sandbox_max_timeout_seconds: float = Field(300.0, gt=0)
+    sandbox_output_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    sandbox_log_bytes: int = Field(64 * 1024, ge=1024)
 
     @property
     def extension_modules(self) -> tuple[str, ...]:
@@ -99,7 +108,28 @@ class Settings(BaseSettings):
             llm_api_base=self.llm_api_base,
             llm_timeout_seconds=self.llm_timeout_seconds,
             nats_url=self.nats_url,
+            sandbox=self.sandbox_policy(),
         )
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        from engine.steps.sandbox import Limits
+        from engine.steps.wasm import SandboxPolicy
+
+        defaults = Limits(
+            self.sandbox_fuel,
+            self.sandbox_timeout_seconds,
+            self.sandbox_memory_mb,
+            self.sandbox_output_bytes,
+            self.sandbox_log_bytes,
+        )
+        maxima = Limits(
+            max(self.sandbox_max_fuel, self.sandbox_fuel),
+            max(self.sandbox_max_timeout_seconds, self.sandbox_timeout_seconds),
+            max(self.sandbox_max_memory_mb, self.sandbox_memory_mb),
+            self.sandbox_output_bytes,
+            self.sandbox_log_bytes,
+        )
+        return SandboxPolicy(defaults, maxima)
 
     def model_routes(self) -> dict[str, ModelRoute]:
         """The built-in aliases overlaid with IONFLUX_LLM_MODELS (an alias may also be a new name)."""

@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 CODE = re.compile(
     r'"((?:yaml|schema|node|graph|expr|ref|perm|trigger|inputs|secret|budget|code|run|step|approval|foreach|flow'
-    r"|http|email|slack|discord|llm|event|settings|sandbox)"
+    r"|http|email|slack|discord|llm|event|settings|sandbox|module)"
     r'\.[a-z_]+)"'
 )
 RUNTIME_ONLY = {"expr.error", "flow.invalid"}  # class-level defaults of error types, never reported as issues

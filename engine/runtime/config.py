@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.steps.llm import ModelRoute
+from engine.steps.wasm import SandboxPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,4 @@ class RuntimeConfig:
     llm_api_base: str | None = None  # an OpenAI-compatible server for routes that name none (llama.cpp, Ollama)
     llm_timeout_seconds: float = 120.0
     nats_url: str | None = None  # event.publish and event triggers over NATS; None: the in-process bus
+    sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)  # wasm.run/code.* limits: defaults and maxima

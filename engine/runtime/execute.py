@@ -42,7 +42,16 @@ def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> S
     net = tuple(str(p) for p in node.permissions.net) if node.permissions is not None else ()
     emit = _live(bus, work, redact) if bus is not None else _ignore
     call = StepCall(
-        key, work.attempt, work.node_type, with_, context, run_id=work.run_id, net=net, emit=emit, secrets=redact
+        key,
+        work.attempt,
+        work.node_type,
+        with_,
+        context,
+        run_id=work.run_id,
+        net=net,
+        emit=emit,
+        secrets=redact,
+        limits=_limits(node),
     )
     result = run_step(orchestrator.executors, call)
     logs = tuple((level, payloads.scrub(text, redact)) for level, text in call.log)
@@ -63,6 +72,18 @@ def _cost(plan: Plan, node_type: str, with_: Mapping[str, Any], usage: Mapping[s
     if node_type not in plan.registry:
         return 0.0
     return float(plan.registry.get(node_type).cost(with_).cion)
+
+
+def _limits(node: Any) -> dict[str, Any]:
+    """The sandbox limits a node asks for: ``permissions.fuel``/``memory_mb`` and its ``timeout``."""
+    asked: dict[str, Any] = {}
+    permissions = getattr(node, "permissions", None)
+    if permissions is not None:
+        asked.update({k: v for k, v in (("fuel", permissions.fuel), ("memory_mb", permissions.memory_mb)) if v})
+    timeout = getattr(node, "timeout", None)
+    if timeout is not None:
+        asked["timeout_seconds"] = timeout.seconds
+    return asked
 
 
 def _ignore(kind: str, data: Mapping[str, Any]) -> None:

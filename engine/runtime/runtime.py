@@ -29,6 +29,7 @@ from engine.runtime import extensions
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.execute import execute
+from engine.runtime.modules import ModuleRegistry
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
 from engine.steps.bus import Bus, LocalBus, NatsBus
@@ -36,6 +37,8 @@ from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
 from engine.steps.llm import LlmSettings
 from engine.steps.registry import ExecutorRegistry, Integrations
+from engine.steps.sandbox import Sandbox
+from engine.steps.wasm import Resolver, SandboxPolicy
 from engine.store import ids
 from engine.store.db import make_engine, migrate
 from engine.store.tables import runs
@@ -63,7 +66,9 @@ def retrying(fn: Callable[[], T], patience: float = RECORD_PATIENCE_SECONDS) -> 
             delay = min(delay * 2, 2.0)
 
 
-def integrations(config: RuntimeConfig, bus: Bus) -> Integrations:
+def integrations(
+    config: RuntimeConfig, bus: Bus, wasm: tuple[Sandbox, Resolver, SandboxPolicy] | None = None
+) -> Integrations:
     """The built-ins' settings from the runtime configuration."""
     return Integrations(
         http=HttpPolicy(
@@ -79,6 +84,7 @@ def integrations(config: RuntimeConfig, bus: Bus) -> Integrations:
             config.llm_timeout_seconds,
         ),
         bus=bus,
+        wasm=wasm,
     )
 
 
@@ -92,14 +98,17 @@ class Runtime:
         extension_modules: tuple[str, ...] = (),
         bus: Bus | None = None,
     ) -> None:
-        # the event bus: event.publish, event triggers and live run views (LLM tokens) share it
-        self.bus: Bus = bus or (NatsBus(config.nats_url) if config.nats_url else LocalBus())
-        if registry is None or executors is None:
-            registry, executors = extensions.load(extension_modules, integrations(config, self.bus))
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
         config.blob_dir.mkdir(parents=True, exist_ok=True)
         retrying(lambda: migrate(self.db), patience=30)
+        # the event bus: event.publish, event triggers and live run views (LLM tokens) share it
+        self.bus: Bus = bus or (NatsBus(config.nats_url) if config.nats_url else LocalBus())
+        self.sandbox = Sandbox()
+        self.modules = ModuleRegistry(self.db, self.sandbox)
+        if registry is None or executors is None:
+            settings = integrations(config, self.bus, (self.sandbox, self.modules.resolve, config.sandbox))
+            registry, executors = extensions.load(extension_modules, settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{ids.new_id()[-8:]}"
         self.orchestrator = Orchestrator(self.db, config, registry, executors, self.worker_id)
         self.doorbell = Doorbell(self.handle, redis_url=config.redis_url, namespace=config.queue_namespace)
@@ -201,6 +210,7 @@ class Runtime:
             self.orchestrator.retire()
         self.doorbell.close()
         self.bus.close()
+        self.sandbox.close()
         self.db.dispose()
 
     def __enter__(self) -> Runtime:

@@ -55,6 +55,7 @@ class StepCall:
     usage: dict[str, Any] = field(default_factory=dict)
     emit: Callable[[str, Mapping[str, Any]], None] = field(default=lambda kind, data: None)
     secrets: tuple[str, ...] = ()
+    limits: Mapping[str, Any] = field(default_factory=dict)  # sandbox limits the node asks for (fuel, memory_mb, …)
 
 
 Executor = Callable[[StepCall], Any]

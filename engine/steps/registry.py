@@ -12,6 +12,8 @@ from engine.steps.chat import SLACK_API
 from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
 from engine.steps.llm import LlmSettings
+from engine.steps.sandbox import Sandbox
+from engine.steps.wasm import Resolver, SandboxPolicy
 
 
 class MissingExecutorError(IonfluxError):
@@ -53,10 +55,12 @@ class Integrations:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # email.send fails clearly until configured
     llm: LlmSettings = field(default_factory=LlmSettings)
     bus: Bus = field(default_factory=LocalBus)
+    # the sandbox, where registered transforms come from, and the limits (None: wasm.run is not available)
+    wasm: tuple[Sandbox, Resolver, SandboxPolicy] | None = None
 
 
 def builtin_executors(integrations: Integrations | None = None) -> ExecutorRegistry:
-    from engine.steps import chat, data, email, events, http, llm
+    from engine.steps import chat, data, email, events, http, llm, wasm
 
     settings = integrations or Integrations()
     registry = ExecutorRegistry()
@@ -68,4 +72,6 @@ def builtin_executors(integrations: Integrations | None = None) -> ExecutorRegis
     for name, executor in llm.executors(settings.llm).items():
         registry.register(name, executor)
     registry.register("event.publish", events.executor(settings.bus))
+    if settings.wasm is not None:
+        registry.register("wasm.run", wasm.executor(*settings.wasm))
     return registry

@@ -164,6 +164,19 @@ class SecretRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
 
+class WasmModuleRow(SQLModel, table=True):
+    """A registered WebAssembly transform: immutable once registered (a new build is a new version)."""
+
+    __tablename__ = "wasm_modules"
+    name: str = Field(primary_key=True, max_length=64)
+    version: str = Field(primary_key=True, max_length=64)
+    digest: str = Field(index=True, max_length=64)  # sha256 of the wasm bytes
+    manifest: Any = _json(nullable=False)
+    wasm: bytes
+    size: int
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
 class WorkerRow(SQLModel, table=True):
     __tablename__ = "workers"
     id: str = Field(primary_key=True, max_length=64)
@@ -183,4 +196,5 @@ approvals: sa.Table = ApprovalRow.__table__  # type: ignore[attr-defined]
 credit_ledger: sa.Table = CreditRow.__table__  # type: ignore[attr-defined]
 triggers: sa.Table = TriggerRow.__table__  # type: ignore[attr-defined]
 secrets: sa.Table = SecretRow.__table__  # type: ignore[attr-defined]
+wasm_modules: sa.Table = WasmModuleRow.__table__  # type: ignore[attr-defined]
 workers: sa.Table = WorkerRow.__table__  # type: ignore[attr-defined]
