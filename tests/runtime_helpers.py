@@ -70,3 +70,17 @@ def run_flow(runtime: Runtime, text: str, input: Any = None, timeout: float = 30
     _, version = runtime.orchestrator.save_flow(flow(text), "test.yaml")
     run_id = runtime.orchestrator.start_run(version, input)
     return run_id, str(runtime.wait(run_id, timeout))
+
+
+def attempts(runtime: Runtime, run_id: str) -> list[Any]:
+    """Every step attempt the run recorded (``run_steps`` rows), by step key then attempt."""
+    import sqlalchemy as sa
+
+    from engine.store.tables import run_steps
+
+    with runtime.db.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.key, run_steps.c.attempt)
+            ).all()
+        )

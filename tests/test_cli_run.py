@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FLOWS, ROOT
+from tests.cli_helpers import ionflux as cli
+from tests.conftest import FLOWS
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def ionflux(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IONFLUX_")}
-    env.update(IONFLUX_HOME=str(home), IONFLUX_EXTENSIONS="tests.ext_testing", PYTHONPATH=str(ROOT), COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli(home, *args, stdin=stdin, extensions="tests.ext_testing")
 
 
 def test_run_shows_progress_and_outputs_and_lists_the_run(tmp_path: Path) -> None:

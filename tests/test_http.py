@@ -360,10 +360,7 @@ def test_chat_nodes_keep_private_addresses_closed() -> None:
 def test_discord_and_slack_rate_limits_are_retried_after_retry_after_in_a_run(server: str, tmp_path: Any) -> None:
     import uuid
 
-    import sqlalchemy as sa
-
-    from engine.store.tables import run_steps
-    from tests.runtime_helpers import flow, running
+    from tests.runtime_helpers import attempts, flow, running
 
     tag = uuid.uuid4().hex[:8]
     retry = "{max_attempts: 3, initial_delay: 10ms, jitter: false}"
@@ -386,19 +383,7 @@ def test_discord_and_slack_rate_limits_are_retried_after_retry_after_in_a_run(se
         _, version = rt.orchestrator.save_flow(flow(text), "notify.yaml")
         run_id = rt.orchestrator.start_run(version, None)
         assert str(rt.wait(run_id, 30)) == "succeeded"
-        with rt.db.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    run_steps.c.key,
-                    run_steps.c.attempt,
-                    run_steps.c.error,
-                    run_steps.c.queued_at,
-                    run_steps.c.finished_at,
-                    run_steps.c.status,
-                )
-                .where(run_steps.c.run_id == run_id)
-                .order_by(run_steps.c.key, run_steps.c.attempt)
-            ).all()
+        rows = attempts(rt, run_id)
     for key in ("discord", "slack"):
         first, second = [r for r in rows if r.key == key]
         assert first.error["code"] == "http.status" and first.error["retry_after"] == 1.0

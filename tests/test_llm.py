@@ -16,10 +16,10 @@ from engine.core.state import StepKey
 from engine.dsl.validator import check_flow
 from engine.steps.call import StepCall, StepFailure
 from engine.steps.llm import REDACTED, LlmSettings, ModelRoute, _meter, classify, complete, extract
-from engine.store.tables import credit_ledger, run_steps
+from engine.store.tables import credit_ledger
 from tests import llm_script
 from tests.llm_script import Script, http_error, tool
-from tests.runtime_helpers import BACKENDS, flow, running
+from tests.runtime_helpers import BACKENDS, attempts, flow, running
 
 SETTINGS = llm_script.settings()
 
@@ -224,20 +224,8 @@ def test_a_run_records_usage_and_charges_the_real_cost_and_streams_tokens(
         _, version = rt.orchestrator.save_flow(flow(LLM_FLOW), "triage.yaml")
         run_id = rt.orchestrator.start_run(version, None)
         assert str(rt.wait(run_id, 30)) == "succeeded"
+        rows = attempts(rt, run_id)
         with rt.db.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    run_steps.c.key,
-                    run_steps.c.attempt,
-                    run_steps.c.usage,
-                    run_steps.c.cost_cion,
-                    run_steps.c.queued_at,
-                    run_steps.c.finished_at,
-                    run_steps.c.error,
-                )
-                .where(run_steps.c.run_id == run_id)
-                .order_by(run_steps.c.key, run_steps.c.attempt)
-            ).all()
             charged = conn.execute(
                 sa.select(credit_ledger.c.step_key, credit_ledger.c.attempt, credit_ledger.c.cion).where(
                     credit_ledger.c.run_id == run_id

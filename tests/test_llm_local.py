@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 
 from engine.steps.llm import ModelRoute
 from engine.store.tables import run_steps, runs
+from tests.cli_helpers import ionflux
 from tests.conftest import ROOT
 from tests.runtime_helpers import flow, running
 from tests.services import free_port
@@ -187,32 +187,16 @@ def test_the_documented_command_runs_the_ticket_summary_blueprint_on_the_local_m
     local_llm: str, tmp_path: Path
 ) -> None:
     """docs/running.md's example, as a user types it: IONFLUX_LLM_MODELS pointing the default alias at the model."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IONFLUX_")}
     route = {"model": "openai/smollm2", "api_base": local_llm, "api_key": "none"}
-    env.update(IONFLUX_HOME=str(tmp_path), IONFLUX_LLM_MODELS=json.dumps({"default": route}), COLUMNS="200")
+    models = json.dumps({"default": route})
     ticket = json.dumps({"ticket": "Hi, Maria here: I was charged twice for order 1042"})
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "run", "flows/ticket-summary.yaml", "--input", ticket, "--json"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    run = ("run", "flows/ticket-summary.yaml", "--input", ticket, "--json")
+    done = ionflux(tmp_path, *run, timeout=240, llm_models=models)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "succeeded"
     outputs = summary["outputs"]
     assert outputs["kind"] in ("billing", "delivery", "product_question", "complaint")
     assert isinstance(outputs["customer"], str) and isinstance(outputs["order"], str) and outputs["draft"].strip()
-    shown = subprocess.run(
-        [sys.executable, "-m", "api.cli", "run-show", summary["id"]],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = ionflux(tmp_path, "run-show", summary["id"], llm_models=models)
     assert shown.returncode == 0 and "openai/smollm2 · " in shown.stdout and " tokens · " in shown.stdout

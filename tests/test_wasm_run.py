@@ -5,7 +5,6 @@ the ``ionflux transform`` commands. The modules are the repository's examples (t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from engine.runtime.modules import ModuleError, ModuleRegistry
 from engine.steps.sandbox import Sandbox
 from engine.store.db import make_engine, migrate, sqlite_url
 from engine.store.tables import run_steps
+from tests.cli_helpers import ionflux as cli
 from tests.conftest import ROOT
 from tests.runtime_helpers import BACKENDS, flow, running
 
@@ -177,19 +177,8 @@ def test_step_failures_name_the_module_field_or_limit(
 
 
 def test_the_transform_commands(tmp_path: Path, built: dict[str, Path]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IONFLUX_")}
-    env.update(IONFLUX_HOME=str(tmp_path), COLUMNS="200")
-
     def ionflux(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "api.cli", "transform", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return cli(tmp_path, "transform", *args)
 
     manifest_file = str(EXAMPLES / "word-count" / "manifest.yaml")
     done = ionflux("register", str(built["word-count"]), "--manifest", manifest_file)
