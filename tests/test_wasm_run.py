@@ -24,13 +24,15 @@ from tests.runtime_helpers import BACKENDS, flow, running
 
 EXAMPLES = ROOT / "transforms"
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
+ZIG_CC = (sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s")
+SMALL_MEMORY = ("-Wl,-z,stack-size=65536", "-Wl,--initial-memory=262144")  # as scripts/build-transforms builds
 
 
 def _build(name: str, out_dir: Path) -> Path:
     out = out_dir / f"{name}.wasm"
     source = EXAMPLES / name / f"{name}.c"
     subprocess.run(
-        [sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s", "-o", str(out), str(source)],
+        [*ZIG_CC, *SMALL_MEMORY, "-o", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
