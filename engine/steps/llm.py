@@ -332,7 +332,7 @@ def _response_model(schema: Mapping[str, Any], name: str) -> tuple[type[Any], bo
 
 def _structured(
     call: StepCall, settings: LlmSettings, messages: list[dict[str, str]], schema: Mapping[str, Any], name: str
-) -> dict[str, Any]:
+) -> Any:
     litellm = _litellm()
     import instructor
     from instructor.core.exceptions import InstructorRetryException
@@ -361,7 +361,7 @@ def _structured(
         raise _failure(e, route) from None
     _meter(call, route, alias, raw.usage, started, raw.model and _full_name(route, raw.model))
     data = reply.model_dump()
-    return {"value": data["value"]} if wrapped else data
+    return data["value"] if wrapped else data
 
 
 def _last_error(error: Any) -> str:
@@ -372,8 +372,7 @@ def _last_error(error: Any) -> str:
 def extract(call: StepCall, settings: LlmSettings) -> Any:
     schema = call.with_["schema"]
     messages = _messages(call, "prompt", str(call.with_["prompt"]))
-    data = _structured(call, settings, messages, schema, "Extraction")
-    return data["value"] if schema.get("type") != "object" else data
+    return _structured(call, settings, messages, schema, "Extraction")
 
 
 def classify(call: StepCall, settings: LlmSettings) -> Any:

@@ -91,8 +91,7 @@ class Sandbox:
         self._local = threading.local()
         self._stdin_files: list[Path] = []
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="ionflux-wasm-epoch", daemon=True)
-        self._ticker.start()
+        self._ticker: threading.Thread | None = None  # started by the first load: idle runtimes need no thread
         _LIVE.append(self)
 
     def _tick(self) -> None:
@@ -103,6 +102,9 @@ class Sandbox:
         """Compile (once per process) and pre-link a module; returns its content digest."""
         digest = hashlib.sha256(wasm).hexdigest()
         with self._lock:
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, name="ionflux-wasm-epoch", daemon=True)
+                self._ticker.start()
             if digest in self._modules:
                 return digest
         try:
@@ -215,7 +217,8 @@ class Sandbox:
     def close(self) -> None:
         """Stop the epoch ticker and drop every wasmtime object this sandbox holds (it cannot be used after)."""
         self._stop.set()
-        self._ticker.join(timeout=1)
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
         with self._lock:
             self._modules.clear()
             for path in self._stdin_files:
