@@ -608,3 +608,20 @@ def test_approval_timeouts_close_the_request_and_timers_do_not_outlive_steps(rt:
         decided = conn.execute(sa.select(approvals.c.decided_by, approvals.c.approved)).all()
         assert [tuple(row) for row in decided] == [("timeout", True)]
         assert conn.execute(sa.select(sa.func.count()).select_from(timers)).scalar() == 0
+
+
+def test_closing_a_scale_out_runtime_closes_its_redis_connections(tmp_path: Path) -> None:
+    # Dramatiq's RedisBroker.close() does nothing; sockets left to the garbage collector surface later as
+    # ResourceWarnings in unrelated code
+    import gc
+    import warnings
+
+    with running("postgres+redis", tmp_path) as runtime:
+        assert run_flow(runtime, LINEAR)[1] == "succeeded"
+        pool = runtime.doorbell.broker.client.connection_pool  # type: ignore[attr-defined]
+        assert pool._created_connections > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert all(c._sock is None for c in [*pool._available_connections, *pool._in_use_connections])
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -55,3 +55,8 @@ class Doorbell:
 
     def close(self) -> None:
         self.broker.close()
+        if isinstance(self.broker, RedisBroker):
+            # RedisBroker.close() is a no-op in Dramatiq 1.x: without this its pooled sockets stay open until the
+            # garbage collector finds them (and a ResourceWarning surfaces in whatever code runs then)
+            self.broker.client.close()
+            self.broker.client.connection_pool.disconnect()
