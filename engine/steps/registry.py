@@ -60,7 +60,7 @@ class Integrations:
 
 
 def builtin_executors(integrations: Integrations | None = None) -> ExecutorRegistry:
-    from engine.steps import chat, data, email, events, http, llm, wasm
+    from engine.steps import chat, code_js, code_python, data, email, events, http, llm, wasm
 
     settings = integrations or Integrations()
     registry = ExecutorRegistry()
@@ -72,6 +72,9 @@ def builtin_executors(integrations: Integrations | None = None) -> ExecutorRegis
     for name, executor in llm.executors(settings.llm).items():
         registry.register(name, executor)
     registry.register("event.publish", events.executor(settings.bus))
+    registry.register("code.js", code_js.executor(settings.wasm[2] if settings.wasm else SandboxPolicy()))
     if settings.wasm is not None:
-        registry.register("wasm.run", wasm.executor(*settings.wasm))
+        sandbox, resolve, policy = settings.wasm
+        registry.register("wasm.run", wasm.executor(sandbox, resolve, policy))
+        registry.register("code.python", code_python.executor(sandbox, policy))
     return registry

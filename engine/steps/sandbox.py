@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+import wasmtime.component
 
 from engine.steps.call import StepFailure
 
 EPOCH_TICK_SECONDS = 0.01
+MODULE, CODE = "the module", "the code"  # who the error messages blame: a wasm.run transform, or a step's code
 WASM_PAGE = 64 * 1024
 
 
@@ -51,6 +53,14 @@ class Limits:
 class Outcome:
     stdout: bytes
     stderr: bytes
+    fuel_used: int
+    elapsed_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentOutcome:
+    value: Any  # what the export returned (a WIT result comes back as Variant(tag="ok"|"err", payload=...))
+    logs: bytes
     fuel_used: int
     elapsed_ms: float
 
@@ -87,6 +97,7 @@ class Sandbox:
         config.cache = cache  # wasmtime's on-disk compile cache, shared by every process of the machine
         self.engine = wasmtime.Engine(config)
         self._modules: dict[str, tuple[wasmtime.Module, wasmtime.InstancePre, int]] = {}
+        self._components: dict[str, tuple[wasmtime.component.Component, wasmtime.component.Linker]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._stdin_files: list[Path] = []
@@ -102,9 +113,7 @@ class Sandbox:
         """Compile (once per process) and pre-link a module; returns its content digest."""
         digest = hashlib.sha256(wasm).hexdigest()
         with self._lock:
-            if self._ticker is None:
-                self._ticker = threading.Thread(target=self._tick, name="ionflux-wasm-epoch", daemon=True)
-                self._ticker.start()
+            self._start_ticker()
             if digest in self._modules:
                 return digest
         try:
@@ -149,15 +158,8 @@ class Sandbox:
                 f"more than the {limits.memory_mb} MiB limit",
                 hint="raise permissions.memory_mb (within the operator's maximum) or build with a smaller memory",
             )
-        store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=memory_bytes)
-        store.set_fuel(limits.fuel)
-        store.set_epoch_deadline(max(1, round(limits.timeout_seconds / EPOCH_TICK_SECONDS)))
         stdout, stderr = _Capped(limits.output_bytes), _Capped(limits.log_bytes)
-        stdout.store = stderr.store = store
-        wasi = wasmtime.WasiConfig()
-        wasi.stdout_custom = stdout
-        wasi.stderr_custom = stderr
+        store, wasi = self._store(limits, stdout, stderr)
         path = self._stdin_path()
         started = time.monotonic()
         try:
@@ -200,6 +202,62 @@ class Sandbox:
             )
         return Outcome(stdout.value(), stderr.value(), fuel_used, elapsed_ms)
 
+    def load_component(self, path: Path) -> str:
+        """Compile (once per process; wasmtime's disk cache makes later processes fast) a WASI preview 2
+        component and pre-link it; returns its key (the file's name, which carries its fingerprint)."""
+        key = path.name
+        with self._lock:
+            self._start_ticker()
+            if key in self._components:
+                return key
+        component = wasmtime.component.Component.from_file(self.engine, str(path))
+        linker = wasmtime.component.Linker(self.engine)
+        linker.add_wasip2()  # no preopens, no environment, no sockets: WasiConfig grants nothing by default
+        with self._lock:
+            self._components[key] = (component, linker)
+        return key
+
+    def call_component(self, key: str, export: str, args: tuple[Any, ...], limits: Limits) -> ComponentOutcome:
+        """Call ``export`` of a fresh instance of a loaded component (nothing survives the call); the guest's
+        stdout and stderr are its log, capped at ``limits.log_bytes``."""
+        component, linker = self._components[key]
+        logs = _Capped(limits.log_bytes)
+        store, wasi = self._store(limits, logs, logs)
+        started = time.monotonic()
+        try:
+            store.set_wasi(wasi)
+            try:
+                instance = linker.instantiate(store, component)
+                func = instance.get_func(store, export)
+                if func is None:
+                    raise StepFailure("sandbox.invalid_module", f"the component exports no {export!r} function")
+                value = func(store, *args)
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                raise _error_failure(e, logs, limits, started) from None
+        finally:
+            logs.store = None  # see run(): the sink must not keep the store alive
+        if logs.overflowed:
+            raise _log_failure(limits, CODE)
+        elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        return ComponentOutcome(value, logs.value(), limits.fuel - store.get_fuel(), elapsed_ms)
+
+    def _store(self, limits: Limits, stdout: _Capped, stderr: _Capped) -> tuple[wasmtime.Store, wasmtime.WasiConfig]:
+        """A store for one call: memory, fuel and deadline set; output sinks that can stop the guest."""
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=limits.memory_mb * 1024 * 1024)
+        store.set_fuel(limits.fuel)
+        store.set_epoch_deadline(max(1, round(limits.timeout_seconds / EPOCH_TICK_SECONDS)))
+        stdout.store = stderr.store = store
+        wasi = wasmtime.WasiConfig()
+        wasi.stdout_custom = stdout
+        wasi.stderr_custom = stderr
+        return store, wasi
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="ionflux-wasm-epoch", daemon=True)
+            self._ticker.start()
+
     def _stdin_path(self) -> Path:
         """This thread's stdin file (WASI preview 1 reads stdin from a file only). One per thread, rewritten per
         call and kept: creating and deleting a file per call cost a fifth of a warm call. In RAM when possible."""
@@ -221,6 +279,7 @@ class Sandbox:
             self._ticker.join(timeout=1)
         with self._lock:
             self._modules.clear()
+            self._components.clear()
             for path in self._stdin_files:
                 path.unlink(missing_ok=True)
             self._stdin_files.clear()
@@ -239,25 +298,52 @@ def _trap_failure(trap: wasmtime.Trap, stdout: _Capped, stderr: _Capped, limits:
         return _output_failure(limits)
     if stderr.overflowed:
         return _log_failure(limits)
-    code = trap.trap_code
+    return _limit_failure(trap.trap_code, limits, started) or StepFailure(
+        "sandbox.trap", f"the module trapped: {_trap_reason(trap)}"
+    )
+
+
+def _error_failure(
+    error: wasmtime.Trap | wasmtime.WasmtimeError, logs: _Capped, limits: Limits, started: float
+) -> StepFailure:
+    """A component call reports traps as a WasmtimeError whose cause names the trap in words."""
+    if logs.overflowed:
+        return _log_failure(limits, CODE)
+    reason = _trap_reason(error)
+    return _limit_failure(_TRAP_WORDS.get(reason), limits, started, CODE) or StepFailure(
+        "sandbox.trap", f"the code failed in the sandbox: {reason}"
+    )
+
+
+_TRAP_WORDS = {
+    "all fuel consumed by WebAssembly": wasmtime.TrapCode.OUT_OF_FUEL,
+    "interrupt": wasmtime.TrapCode.INTERRUPT,
+    "call stack exhausted": wasmtime.TrapCode.STACK_OVERFLOW,
+    "out of bounds memory access": wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS,
+}
+
+
+def _limit_failure(
+    code: wasmtime.TrapCode | None, limits: Limits, started: float, subject: str = MODULE
+) -> StepFailure | None:
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return StepFailure(
             "sandbox.fuel_exhausted",
-            f"the module used its whole fuel budget ({limits.fuel:,} units) after "
+            f"{subject} used its whole fuel budget ({limits.fuel:,} units) after "
             f"{(time.monotonic() - started) * 1000:.0f} ms: an endless or too long computation",
             hint="raise permissions.fuel (within the operator's maximum), or do less per step",
         )
     if code == wasmtime.TrapCode.INTERRUPT:
         return StepFailure(
             "sandbox.timeout",
-            f"the module ran past its {limits.timeout_seconds:g} s deadline",
+            f"{subject} ran past its {limits.timeout_seconds:g} s deadline",
             hint="raise the node's timeout (within the operator's maximum), or do less per step",
         )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return StepFailure("sandbox.stack_overflow", "the module overflowed its call stack (deep recursion)")
+        return StepFailure("sandbox.stack_overflow", f"{subject} overflowed its call stack (deep recursion)")
     if code == wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
-        return StepFailure("sandbox.trap", "the module accessed memory out of bounds (a bug, or memory exhausted)")
-    return StepFailure("sandbox.trap", f"the module trapped: {_trap_reason(trap)}")
+        return StepFailure("sandbox.trap", f"{subject} accessed memory out of bounds (a bug, or memory exhausted)")
+    return None
 
 
 def _memory_exhausted(store: wasmtime.Store, instance: wasmtime.Instance | None, limit: int) -> bool:
@@ -287,15 +373,16 @@ def _output_failure(limits: Limits) -> StepFailure:
     )
 
 
-def _log_failure(limits: Limits) -> StepFailure:
+def _log_failure(limits: Limits, subject: str = MODULE) -> StepFailure:
+    where = "to stderr (its log)" if subject == MODULE else "to its log (print, stdout and stderr)"
     return StepFailure(
         "sandbox.log_too_large",
-        f"the module wrote more than {limits.log_bytes:,} bytes to stderr (its log)",
-        hint="log less: stderr is for short progress and error messages",
+        f"{subject} wrote more than {limits.log_bytes:,} bytes {where}",
+        hint="log less: the log is for short progress and error messages",
     )
 
 
-def _trap_reason(trap: wasmtime.Trap) -> str:
+def _trap_reason(trap: wasmtime.Trap | wasmtime.WasmtimeError) -> str:
     """wasmtime's own words for the trap ("wasm `unreachable` instruction executed"), without the backtrace."""
     lines = [line.strip() for line in str(trap).splitlines() if line.strip()]
     caused = [line for line in lines if line.startswith("wasm trap:")]
