@@ -327,3 +327,20 @@ def test_the_process_exits_cleanly_after_code_steps() -> None:
         )
         assert done.returncode == 0 and done.stdout.split() == ["2", "3"], done.stderr
         assert "panic" not in done.stderr and "Segmentation" not in done.stderr
+
+
+def test_the_documented_blueprint_runs_as_the_docs_say(tmp_path: Path) -> None:
+    """docs/running.md's example: flows/order-totals.yaml with its default input, and with one given."""
+    import json
+
+    from tests.cli_helpers import ionflux
+
+    done = ionflux(tmp_path, "run", "flows/order-totals.yaml", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["outputs"] == {
+        "totals": {"Ana": "20.10", "Rui": "17.10"},
+        "summary": "2 customers: Ana 20.10, Rui 17.10",
+    }
+    given = json.dumps({"orders": [{"customer": "Eva", "amount": 3}]})
+    done = ionflux(tmp_path, "run", "flows/order-totals.yaml", "--input", given, "--json")
+    assert json.loads(done.stdout)["outputs"]["summary"] == "1 customers: Eva 3"
