@@ -26,24 +26,27 @@ EXAMPLES = ROOT / "transforms"
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 ZIG_CC = (sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s")
 SMALL_MEMORY = ("-Wl,-z,stack-size=65536", "-Wl,--initial-memory=262144")  # as scripts/build-transforms builds
+ZIG_EXE = (sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fstrip")
+ZIG_EXE += ("--stack", "65536", "--initial-memory=262144")
 
 
 def _build(name: str, out_dir: Path) -> Path:
+    """As scripts/build-transforms builds: C with zig cc, Zig with zig build-exe."""
     out = out_dir / f"{name}.wasm"
     source = EXAMPLES / name / f"{name}.c"
-    subprocess.run(
-        [*ZIG_CC, *SMALL_MEMORY, "-o", str(out), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    if source.exists():
+        command = [*ZIG_CC, *SMALL_MEMORY, "-o", str(out), str(source)]
+    else:
+        source = EXAMPLES / name / f"{name}.zig"
+        command = [*ZIG_EXE, f"-femit-bin={out}", str(source)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
     return out
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("transforms")
-    return {name: _build(name, out) for name in ("word-count", "fnv-hash")}
+    return {name: _build(name, out) for name in ("word-count", "fnv-hash", "slugify")}
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -196,4 +199,20 @@ def test_the_transform_commands(tmp_path: Path, built: dict[str, Path]) -> None:
         "chars": 5,
     }
     refused = ionflux("test", "word-count@1.0.0", "--input", "[1]")
+    assert refused.returncode == 5 and "error[module.input_invalid]" in refused.stdout
+
+
+def test_the_zig_example_folds_accents_and_refuses_input_it_cannot_read(tmp_path: Path, built: dict[str, Path]) -> None:
+    manifest_file = str(EXAMPLES / "slugify" / "manifest.yaml")
+    done = cli(tmp_path, "transform", "register", str(built["slugify"]), "--manifest", manifest_file)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for given, expected in [
+        ('"Zoë\'s Café — 2026 menu"', {"slug": "zoes-cafe-2026-menu", "length": 19}),
+        ('{"text": "  Hello,   World!!  ", "max_length": 8}', {"slug": "hello-wo", "length": 8}),
+        ('"日本語 title"', {"slug": "title", "length": 5}),
+    ]:
+        tested = cli(tmp_path, "transform", "test", "slugify@1.0.0", "--input", given)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert json.loads(tested.stdout.split("\n}")[0] + "}") == expected
+    refused = cli(tmp_path, "transform", "test", "slugify@1.0.0", "--input", "42")
     assert refused.returncode == 5 and "error[module.input_invalid]" in refused.stdout
