@@ -396,6 +396,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 stored += 1
             except (IonfluxError, FlowValidationError):
                 pass  # blueprints whose node types run in later releases are validated by `demo`, not stored
+        _prepare_sandbox(runtime, console)
         runtime.start(args.threads)
         where = settings.database_url or str(settings.home / "ionflux.db")
         console.print(
@@ -406,6 +407,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print("Run a flow from another terminal: uv run ionflux run flows/expense-approval.yaml")
         _wait_for_signal(args.seconds)
     return 0
+
+
+def _prepare_sandbox(runtime: Runtime, console: Console) -> None:
+    """Build (once per machine) and compile (once per process) the code.python component before taking work, so
+    the first code.python step does not wait for it; a failure is reported and only code.python steps fail."""
+    from engine.steps import python_component
+
+    started = time.monotonic()
+    if not python_component.built():
+        console.print("Preparing the code.python sandbox (once per machine, about 10 s)...")
+    try:
+        runtime.sandbox.load_component(python_component.path())
+    except python_component.ComponentBuildError as e:
+        console.print(Text(f"warning[{e.code}]: {e.message}", style="yellow"))
+        console.print(Text(f"  hint: {e.hint}; code.python steps fail until then", style="dim"))
+        return
+    took = time.monotonic() - started
+    if took > 1:
+        console.print(f"code.python sandbox ready in {took:.1f} s")
 
 
 def _wait_for_signal(seconds: float | None) -> None:
@@ -446,6 +466,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return max(child.wait() for child in children)
     runtime = _runtime(settings)
     with runtime:
+        _prepare_sandbox(runtime, console)
         runtime.start(args.threads)
         console.print(f"ionflux worker {runtime.worker_id}: {args.threads} threads on {settings.redis_url}")
         _wait_for_signal(args.seconds)

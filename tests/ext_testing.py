@@ -61,3 +61,5 @@ def register(types: Registry, executors: ExecutorRegistry) -> None:
     ):
         types.register(NodeType(name, "test", summary, _ANY, _ANY))
         executors.register(name, fn)
+    # in the catalog, with no executor in this installation: how a runtime refuses a flow it cannot run
+    types.register(NodeType("test.unbuilt", "test", "A type whose executor is not installed", _ANY, _ANY))

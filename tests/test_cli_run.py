@@ -47,14 +47,7 @@ def test_refusals_exit_5_with_the_reason(tmp_path: Path) -> None:
     assert "error[run.input_invalid]" in bad_input.stdout and "inputs.limit" in bad_input.stdout
     not_json = ionflux(tmp_path, "run", str(FLOWS / "expense-approval.yaml"), "--input", "{limit")
     assert not_json.returncode == 5 and "--input is not JSON" in not_json.stdout
-    sandboxed = tmp_path / "sandboxed.yaml"
-    sandboxed.write_text(
-        "fluxgraph: 1\nid: sandboxed\nnodes:\n  - id: calc\n    type: code.python\n"
-        "    with: {code: 'def main(input): return 1'}\n"
-    )
-    unsupported = ionflux(tmp_path, "run", str(sandboxed))
-    assert unsupported.returncode == 5
-    assert "no executor for 'code.python'" in unsupported.stdout
+    # (a type without an executor is refused too: every built-in has one now, so test_runtime covers it)
     missing = ionflux(tmp_path, "run-show", "NOSUCHRUN")
     assert missing.returncode == 5 and "error[run.not_found]" in missing.stdout
     unreadable = ionflux(tmp_path, "run", str(tmp_path / "nope.yaml"))
@@ -102,8 +95,14 @@ def test_worker_without_redis_explains_what_to_do(tmp_path: Path) -> None:
     assert "needs IONFLUX_REDIS_URL" in done.stderr
 
 
-def test_up_stores_the_runnable_flows_and_stops_cleanly(tmp_path: Path) -> None:
-    done = ionflux(tmp_path, "up", "--seconds", "1")
+def test_up_prepares_the_sandbox_stores_the_runnable_flows_and_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a machine that never ran IONFLUX: no code.python component, no compile cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    done = cli(tmp_path, "up", "--seconds", "1", timeout=300)
     assert done.returncode == 0, done.stderr
-    # every blueprint but the 7 that use the WebAssembly sandbox (code.python, code.js, wasm.run: not built yet)
-    assert "11 runnable flows stored" in done.stdout
+    assert "Preparing the code.python sandbox" in done.stdout and "code.python sandbox ready" in done.stdout
+    assert f"{len(list(FLOWS.glob('*.yaml')))} runnable flows stored" in done.stdout  # every blueprint
+    again = ionflux(tmp_path, "up", "--seconds", "1")
+    assert again.returncode == 0 and "Preparing" not in again.stdout  # once per machine

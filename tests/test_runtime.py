@@ -99,10 +99,10 @@ def test_a_type_without_executor_is_refused_with_the_node_named(rt: Runtime) -> 
     id: needs-sandbox
     nodes:
       - id: tell
-        type: code.python
-        with: {code: "def main(input): return 1"}
+        type: test.unbuilt
+        with: {}
     """
-    with pytest.raises(RunRefusedError, match=r"no executor for 'code.python' \(node 'tell'\)"):
+    with pytest.raises(RunRefusedError, match=r"no executor for 'test.unbuilt' \(node 'tell'\)"):
         rt.orchestrator.save_flow(flow(text), "needs-sandbox.yaml")
 
 

@@ -54,10 +54,19 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def built() -> bool:
+    """Whether this machine has the component already (``path()`` returns at once)."""
+    return _target().exists()
+
+
+def _target() -> Path:
+    return cache_dir() / f"python-step-{fingerprint()}.wasm"
+
+
 def path() -> Path:
     """The component's file, built first if this machine has none yet (blocks while another process builds it)."""
-    folder = cache_dir()
-    target = folder / f"python-step-{fingerprint()}.wasm"
+    target = _target()
+    folder = target.parent
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
