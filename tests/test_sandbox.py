@@ -182,11 +182,18 @@ def test_the_process_exits_cleanly_with_wasmtime_objects_alive(modules: dict[str
 
 
 def test_calls_leave_nothing_behind(sandbox: Sandbox, modules: dict[str, bytes]) -> None:
-    """Each call's store (and its linear memory) is freed when the call ends: nothing accumulates per call."""
+    """Each call's store (and its linear memory) is freed once the call ends: nothing accumulates per call. wasmtime
+    releases a store's output callbacks from a finalizer, whose timing is the garbage collector's: collect, then
+    compare two batches of calls."""
+    import gc
+
     from wasmtime._wasi import CUSTOM_OUTPUTS  # the output callbacks of live stores
 
     digest = sandbox.load(modules["echo"])
-    before = len(CUSTOM_OUTPUTS.handles)
-    for _ in range(200):
-        sandbox.run(digest, b"{}", SMALL)
-    assert len(CUSTOM_OUTPUTS.handles) == before
+    counts = []
+    for _ in range(2):
+        for _ in range(200):
+            sandbox.run(digest, b"{}", SMALL)
+        gc.collect()
+        counts.append(len(CUSTOM_OUTPUTS.handles))
+    assert counts[1] == counts[0] <= 2
