@@ -52,6 +52,7 @@ from engine.store.tables import (
     run_steps,
     runs,
     timers,
+    trigger_inbox,
     workers,
 )
 
@@ -227,6 +228,39 @@ class Orchestrator:
         run_id = ids.new_id()
         with self._transaction() as tx:
             self._create_run(tx, run_id, plan, value, trigger_kind, trigger, None, None)
+        self._after(tx)
+        return run_id
+
+    def start_from_inbox(self, inbox_id: str) -> str | None:
+        """Start the run an accepted trigger event asks for, exactly once: marking the event started and creating
+        the run are one transaction, and only the dispatcher whose mark lands creates it. An input the flow
+        refuses marks the event refused, with the problems. -> the run id (None: another dispatcher had it)."""
+        now = self._now()
+        with self._transaction() as tx:
+            row = tx.conn.execute(
+                sa.select(trigger_inbox).where(trigger_inbox.c.id == inbox_id, trigger_inbox.c.status == "accepted")
+            ).first()
+            if row is None:
+                return None
+            run_id = ids.new_id()
+            claimed = tx.conn.execute(
+                trigger_inbox.update()
+                .where(trigger_inbox.c.id == inbox_id, trigger_inbox.c.status == "accepted")
+                .values(status="started", run_id=run_id, processed_at=now)
+            )
+            if claimed.rowcount != 1:
+                return None
+            plan = self.plan(row.version_id, tx.conn)
+            try:
+                value = run_input(plan.flow, row.input)
+            except RunInputError as e:
+                tx.conn.execute(
+                    trigger_inbox.update()
+                    .where(trigger_inbox.c.id == inbox_id)
+                    .values(status="refused", run_id=None, error={"code": e.code, "message": e.message})
+                )
+                return None
+            self._create_run(tx, run_id, plan, value, row.kind, row.trigger, None, None)
         self._after(tx)
         return run_id
 

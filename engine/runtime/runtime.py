@@ -32,6 +32,7 @@ from engine.runtime.execute import execute
 from engine.runtime.modules import ModuleRegistry
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
 from engine.runtime.queue import Doorbell
+from engine.runtime.triggers import Triggers
 from engine.steps.bus import Bus, LocalBus, NatsBus
 from engine.steps.email import SmtpSettings
 from engine.steps.http import HttpPolicy
@@ -114,6 +115,8 @@ class Runtime:
         self.doorbell = Doorbell(self.handle, redis_url=config.redis_url, namespace=config.queue_namespace)
         self.orchestrator.doorbell = self.doorbell.ring
         self.orchestrator.timer_scheduled = lambda at: self._wake.set()
+        self.triggers = Triggers(self.db, lambda version: self.orchestrator.plan(version).flow)
+        self.scheduler = False  # whether this process fires cron triggers (`ionflux up`, `ionflux scheduler`)
         self._inflight: set[str] = set()
         self._to_release: list[Work] = []
         self._inflight_lock = threading.Lock()
@@ -186,8 +189,9 @@ class Runtime:
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
-    def start(self, threads: int | None = None) -> Runtime:
-        """Start worker threads and the ticker in this process."""
+    def start(self, threads: int | None = None, *, scheduler: bool = False) -> Runtime:
+        """Start worker threads and the ticker in this process (``scheduler``: it fires cron triggers too)."""
+        self.scheduler = scheduler
         self._beat()
         self._worker = self.doorbell.start_worker(threads or self.config.worker_threads)
         self._ticker = threading.Thread(target=self._tick, name="ionflux-ticker", daemon=True)
@@ -235,6 +239,9 @@ class Runtime:
             now = time.monotonic()
             try:
                 self.orchestrator.fire_due_timers()
+                if self.scheduler:
+                    self.triggers.fire_due()
+                self.dispatch_triggers()
                 if self._to_release:
                     self._release_pending()
                 if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
@@ -244,11 +251,23 @@ class Runtime:
                 due = self.orchestrator.next_timer_at()
                 if due is not None:
                     wait = min(wait, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                cron = self.triggers.next_wake() if self.scheduler else None
+                if cron is not None:
+                    wait = min(wait, max(0.0, (cron - datetime.now(UTC)).total_seconds()))
             except Exception as e:  # the database away, say: keep ticking, it comes back
                 log.warning("ticker: %s: %s", type(e).__name__, e)
                 wait = self.config.tick_seconds * 5
             self._wake.wait(wait)
             self._wake.clear()
+
+    def dispatch_triggers(self) -> list[str]:
+        """Start the runs of accepted trigger events (each exactly once, whichever process gets there first)."""
+        started = []
+        for inbox_id in self.triggers.pending():
+            run_id = self.orchestrator.start_from_inbox(inbox_id)
+            if run_id is not None:
+                started.append(run_id)
+        return started
 
     # --- waiting --------------------------------------------------------------------------------------------
 

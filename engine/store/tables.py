@@ -31,6 +31,7 @@ class FlowRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)  # the flow's own `id`
     name: str | None = None
     latest_version: str | None = Field(default=None, max_length=80)
+    active_version: str | None = Field(default=None, max_length=80)  # whose triggers are armed; None: inactive
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
@@ -143,7 +144,8 @@ class CreditRow(SQLModel, table=True):
 
 
 class TriggerRow(SQLModel, table=True):
-    """A flow's armed trigger (webhook path, cron schedule, event subject); filled by the triggers issue."""
+    """An armed trigger of a flow's active version (engine.runtime.triggers). Replaced as a whole, in one
+    transaction, when another version is activated; a webhook keeps its token across versions."""
 
     __tablename__ = "triggers"
     id: str = Field(primary_key=True, max_length=26)
@@ -151,7 +153,32 @@ class TriggerRow(SQLModel, table=True):
     kind: str = Field(max_length=16)
     config: Any = _json()
     enabled: bool = True
-    next_fire_at: datetime | None = _when()
+    next_fire_at: datetime | None = _when(index=True)
+    version_id: str | None = Field(default=None, max_length=80)
+    position: int = 0  # the trigger's index in the flow's `triggers` list
+    token: str | None = Field(default=None, max_length=64, unique=True)  # a webhook's unguessable URL part
+    last_fire_at: datetime | None = _when()
+
+
+class TriggerInboxRow(SQLModel, table=True):
+    """Every accepted trigger event (a webhook delivery, a cron tick, an event message), stored before it is
+    acknowledged; a dispatcher turns it into a run exactly once (``status``: accepted -> started | refused)."""
+
+    __tablename__ = "trigger_inbox"
+    __table_args__ = (sa.UniqueConstraint("flow_id", "dedupe_key", name="uq_trigger_inbox_dedupe"),)
+    id: str = Field(primary_key=True, max_length=26)
+    flow_id: str = Field(foreign_key="flows.id", max_length=64)
+    version_id: str = Field(max_length=80)
+    kind: str = Field(max_length=16)
+    position: int = 0
+    dedupe_key: str | None = Field(default=None, max_length=200)
+    trigger: Any = _json()  # what the run sees as `trigger`
+    input: Any = _json()
+    status: str = Field(index=True, max_length=16)
+    run_id: str | None = Field(default=None, max_length=26)
+    error: Any = _json()
+    received_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    processed_at: datetime | None = _when()
 
 
 class SecretRow(SQLModel, table=True):
@@ -195,6 +222,7 @@ timers: sa.Table = TimerRow.__table__  # type: ignore[attr-defined]
 approvals: sa.Table = ApprovalRow.__table__  # type: ignore[attr-defined]
 credit_ledger: sa.Table = CreditRow.__table__  # type: ignore[attr-defined]
 triggers: sa.Table = TriggerRow.__table__  # type: ignore[attr-defined]
+trigger_inbox: sa.Table = TriggerInboxRow.__table__  # type: ignore[attr-defined]
 secrets: sa.Table = SecretRow.__table__  # type: ignore[attr-defined]
 wasm_modules: sa.Table = WasmModuleRow.__table__  # type: ignore[attr-defined]
 workers: sa.Table = WorkerRow.__table__  # type: ignore[attr-defined]
