@@ -397,7 +397,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             except (IonfluxError, FlowValidationError):
                 pass  # blueprints whose node types run in later releases are validated by `demo`, not stored
         _prepare_sandbox(runtime, console)
-        runtime.start(args.threads)
+        runtime.start(args.threads, scheduler=True)  # embedded: this process fires the cron triggers too
         where = settings.database_url or str(settings.home / "ionflux.db")
         console.print(
             f"\nionflux up: {stored} runnable flows stored; database {where}; "

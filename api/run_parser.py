@@ -74,6 +74,26 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
     p.set_defaults(func=_lazy("cmd_worker"))
 
+    p = add("activate", "Arm a flow's triggers (cron, webhook, event): a flow file, or a stored flow's id.")
+    p.add_argument("flow", metavar="FILE|FLOW_ID")
+    p.add_argument("--version", help="a stored version (default: the latest)")
+    p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_activate"))
+
+    p = add("deactivate", "Disarm a flow's triggers (manual runs still work).")
+    p.add_argument("flow", metavar="FLOW_ID")
+    p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_deactivate"))
+
+    p = add("triggers", "List armed triggers: next cron fire times, webhook URLs, event subjects; --rotate FLOW.")
+    p.add_argument("flow", metavar="FLOW_ID", nargs="?", help="only this flow")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rotate", metavar="FLOW_ID", help="give the flow's webhook a new URL (the old one stops)")
+    p.add_argument("--position", type=int, help="which webhook trigger, when a flow has several")
+    p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_triggers"))
+
+    p = add("scheduler", "Fire cron triggers (exactly once across schedulers) and start triggered runs.")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_scheduler"))
+
     p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
     p.add_argument("action", choices=("set", "list", "delete", "new-key"))
     p.add_argument("name", nargs="?")

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     llm_api_base: str | None = Field(None, description="OpenAI-compatible server (llama.cpp, Ollama) for all aliases")
     llm_timeout_seconds: float = Field(120.0, gt=0)
+    public_url: str = Field(
+        "http://127.0.0.1:8080", description="the address users and webhook senders reach this server at"
+    )
     nats_url: str | None = Field(None, description="NATS for event.publish and event triggers; default in-process")
     sandbox_fuel: int = Field(2_000_000_000, ge=1, description="default fuel (wasm instructions) per sandboxed step")
     sandbox_max_fuel: int = Field(50_000_000_000, ge=1)

@@ -14,9 +14,10 @@ import sqlalchemy as sa
 
 from engine.runtime import queries
 from engine.runtime.runtime import Runtime
-from engine.runtime.triggers import TriggerError, Triggers, subject_matches
+from engine.runtime.triggers import TriggerError, Triggers
 from engine.store.db import make_engine
 from engine.store.tables import trigger_inbox
+from engine.store.tables import triggers as triggers_table
 from tests.runtime_helpers import BACKENDS, backend_config, flow, running
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -187,16 +188,45 @@ def test_two_schedulers_fire_each_tick_of_a_simulated_hour_exactly_once(tmp_path
     assert len(by_flow["ticking"]) == 12 and len(set(by_flow["ticking"])) == 12  # 09:05 .. 10:00
 
 
-@pytest.mark.parametrize(
-    ("pattern", "subject", "matches"),
-    [
-        ("orders.*.paid", "orders.eu.paid", True),
-        ("orders.*.paid", "orders.eu.x.paid", False),
-        ("orders.>", "orders.eu.paid", True),
-        ("orders.>", "orders", False),
-        ("orders", "orders", True),
-        ("*", "orders.eu", False),
-    ],
-)
-def test_subject_wildcards(pattern: str, subject: str, matches: bool) -> None:
-    assert subject_matches(pattern, subject) is matches
+def test_an_embedded_runtime_with_the_scheduler_fires_a_due_tick_and_runs_it(tmp_path: Path) -> None:
+    with running("embedded", tmp_path, start=False) as rt:
+        rt.triggers.activate("ticking", save(rt))
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        for at in (minute, minute + timedelta(minutes=1)):
+            if datetime.now(UTC) - at <= timedelta(seconds=50):  # a tick that is due and on time
+                break
+        with rt.db.begin() as conn:  # as if the 5-minute schedule were due at that minute
+            conn.execute(triggers_table.update().values(next_fire_at=at, config=_every_minute))
+        rt.start(scheduler=True)
+        deadline = datetime.now(UTC) + timedelta(seconds=75)
+        while datetime.now(UTC) < deadline and not queries.list_runs(rt.db, limit=5):
+            threading.Event().wait(0.1)
+        (summary,) = queries.list_runs(rt.db, limit=5)
+        assert str(rt.wait(summary.id, 30)) == "succeeded"
+        assert queries.find_run(rt.db, summary.id).outputs == {"said": f"cron at {at.isoformat()}"}  # type: ignore[union-attr]
+
+
+_every_minute = {"type": "cron", "cron": "* * * * *", "timezone": "UTC", "misfire": "skip", "input": {"who": "cron"}}
+
+
+def test_the_trigger_commands(tmp_path: Path) -> None:
+    import json
+
+    from tests.cli_helpers import ionflux
+
+    source = tmp_path / "ticking.yaml"
+    source.write_text(flow(FLOW.replace("MISFIRE", "skip")))
+    done = ionflux(tmp_path, "activate", str(source))
+    assert done.returncode == 0 and "3 armed trigger(s)" in done.stdout, done.stdout + done.stderr
+    listed = json.loads(ionflux(tmp_path, "triggers", "--json").stdout)
+    assert [t["kind"] for t in listed] == ["webhook", "cron", "event"]
+    cron = listed[1]
+    assert len(cron["next_fires"]) == 3 and cron["what"] == "*/5 * * * * (Europe/Lisbon, misfire skip)"
+    assert listed[0]["url"].startswith("http://127.0.0.1:8080/hooks/")
+    rotated = ionflux(tmp_path, "triggers", "--rotate", "ticking")
+    assert rotated.returncode == 0 and listed[0]["url"] not in rotated.stdout
+    assert ionflux(tmp_path, "scheduler", "--seconds", "1").returncode == 0
+    assert ionflux(tmp_path, "deactivate", "ticking").returncode == 0
+    assert json.loads(ionflux(tmp_path, "triggers", "--json").stdout) == []
+    missing = ionflux(tmp_path, "activate", "no-such-flow")
+    assert missing.returncode == 5 and "error[" in missing.stdout

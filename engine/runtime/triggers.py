@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from engine.dsl import schedule
 from engine.dsl.model import CronTrigger, Flow, WebhookTrigger
 from engine.errors import IonfluxError
+from engine.steps.bus import matches
 from engine.store import ids
 from engine.store.db import utc
 from engine.store.tables import flows, trigger_inbox, triggers
@@ -150,7 +151,7 @@ class Triggers:
         """The armed event triggers a subject matches (``*`` one token, ``>`` the rest)."""
         with self.db.connect() as conn:
             rows = conn.execute(sa.select(triggers).where(triggers.c.kind == "event", triggers.c.enabled)).all()
-        return [_armed(r) for r in rows if subject_matches(r.config["subject"], subject)]
+        return [_armed(r) for r in rows if matches(r.config["subject"], subject)]
 
     # --- the inbox ------------------------------------------------------------------------------------------
 
@@ -281,17 +282,6 @@ class Triggers:
 
 def new_token() -> str:
     return secrets.token_urlsafe(24)  # 192 bits: unguessable
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, ``>`` (last) is one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(have) == len(want)
 
 
 def _armed(row: Any) -> Armed:
