@@ -94,6 +94,12 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
     p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_scheduler"))
 
+    p = add("publish", "Publish an event (JSON) on a subject, as event.publish does: to try event triggers.")
+    p.add_argument("subject", metavar="SUBJECT")
+    p.add_argument("data", metavar="JSON")
+    p.add_argument("--msg-id", help="a de-duplication id: publishing it again is the same event")
+    p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_publish"))
+
     p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
     p.add_argument("action", choices=("set", "list", "delete", "new-key"))
     p.add_argument("name", nargs="?")

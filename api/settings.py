@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "http://127.0.0.1:8080", description="the address users and webhook senders reach this server at"
     )
+    events_stream: str = Field(
+        "IONFLUX_EVENTS", description="JetStream stream created for event-trigger subjects no other stream captures"
+    )
     nats_url: str | None = Field(None, description="NATS for event.publish and event triggers; default in-process")
     sandbox_fuel: int = Field(2_000_000_000, ge=1, description="default fuel (wasm instructions) per sandboxed step")
     sandbox_max_fuel: int = Field(50_000_000_000, ge=1)
@@ -111,6 +114,7 @@ class Settings(BaseSettings):
             llm_api_base=self.llm_api_base,
             llm_timeout_seconds=self.llm_timeout_seconds,
             nats_url=self.nats_url,
+            events_stream=self.events_stream,
             sandbox=self.sandbox_policy(),
         )
 

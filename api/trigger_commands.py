@@ -19,8 +19,11 @@ from rich.text import Text
 from api.run_commands import _runtime, _wait_for_signal, guarded
 from api.settings import Settings
 from engine.dsl import schedule
+from engine.errors import IonfluxError
+from engine.runtime.event_triggers import dedupe_key, event_of
 from engine.runtime.runtime import Runtime
 from engine.runtime.triggers import Armed
+from engine.steps.bus import Message, NatsBus
 
 SHOWN_FIRES = 3
 
@@ -78,6 +81,40 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             if deadline is not None:
                 pause = min(pause, max(0.0, deadline - time.monotonic()))
             _wait_for_signal(pause)
+    return 0
+
+
+@guarded
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish an event, as a flow's event.publish step would (to try event triggers)."""
+    console = Console(highlight=False)
+    settings = Settings()
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as e:
+        raise IonfluxError(
+            f"the event data is not JSON: {e.msg} at column {e.colno}",
+            hint="quote it for the shell: ionflux publish orders.eu.paid '{\"id\": 1042}'",
+            code="event.bad_data",
+        ) from None
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    if settings.nats_url:
+        bus = NatsBus(settings.nats_url, stream=settings.events_stream)
+        try:
+            sequence = bus.publish(args.subject, payload, msg_id=args.msg_id)
+        finally:
+            bus.close()
+        where = f"stream sequence {sequence}" if sequence is not None else "plain NATS (no stream captures it)"
+        console.print(f"published {args.subject} to {settings.nats_url}: {where}")
+        return 0
+    # embedded: the bus lives inside `ionflux up`, so the event goes straight into the trigger inbox, where that
+    # process (or the next one to start) picks it up
+    with _runtime(settings) as runtime:
+        message = Message(args.subject, payload, None, args.msg_id)
+        armed = runtime.triggers.for_subject(args.subject)
+        for trigger in armed:
+            runtime.triggers.accept(trigger, event_of(message), None, dedupe_key(trigger, message))
+    console.print(f"accepted {args.subject} for {len(armed)} armed event trigger(s) (embedded: no NATS configured)")
     return 0
 
 

@@ -196,7 +196,11 @@ def test_an_embedded_runtime_with_the_scheduler_fires_a_due_tick_and_runs_it(tmp
             if datetime.now(UTC) - at <= timedelta(seconds=50):  # a tick that is due and on time
                 break
         with rt.db.begin() as conn:  # as if the 5-minute schedule were due at that minute
-            conn.execute(triggers_table.update().values(next_fire_at=at, config=_every_minute))
+            conn.execute(
+                triggers_table.update()
+                .where(triggers_table.c.kind == "cron")
+                .values(next_fire_at=at, config=_every_minute)
+            )
         rt.start(scheduler=True)
         deadline = datetime.now(UTC) + timedelta(seconds=75)
         while datetime.now(UTC) < deadline and not queries.list_runs(rt.db, limit=5):

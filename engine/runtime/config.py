@@ -34,4 +34,5 @@ class RuntimeConfig:
     llm_api_base: str | None = None  # an OpenAI-compatible server for routes that name none (llama.cpp, Ollama)
     llm_timeout_seconds: float = 120.0
     nats_url: str | None = None  # event.publish and event triggers over NATS; None: the in-process bus
+    events_stream: str = "IONFLUX_EVENTS"  # the JetStream stream IONFLUX creates for event-trigger subjects
     sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)  # wasm.run/code.* limits: defaults and maxima

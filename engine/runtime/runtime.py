@@ -28,6 +28,7 @@ from engine.nodetypes.registry import Registry
 from engine.runtime import extensions
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
+from engine.runtime.event_triggers import EventTriggers
 from engine.runtime.execute import execute
 from engine.runtime.modules import ModuleRegistry
 from engine.runtime.orchestrator import Orchestrator, StepResult, Work
@@ -50,6 +51,7 @@ T = TypeVar("T")
 #: how long a finished step's result is retried against an unreachable database before the attempt is given up
 #: (it is then re-run from the queue: at-least-once, never lost)
 RECORD_PATIENCE_SECONDS = 300.0
+EVENT_SYNC_SECONDS = 2.0  # how soon a newly activated event trigger starts consuming
 
 
 def retrying(fn: Callable[[], T], patience: float = RECORD_PATIENCE_SECONDS) -> T:
@@ -104,7 +106,9 @@ class Runtime:
         config.blob_dir.mkdir(parents=True, exist_ok=True)
         retrying(lambda: migrate(self.db), patience=30)
         # the event bus: event.publish, event triggers and live run views (LLM tokens) share it
-        self.bus: Bus = bus or (NatsBus(config.nats_url) if config.nats_url else LocalBus())
+        self.bus: Bus = bus or (
+            NatsBus(config.nats_url, stream=config.events_stream) if config.nats_url else LocalBus()
+        )
         self.sandbox = Sandbox()
         self.modules = ModuleRegistry(self.db, self.sandbox)
         if registry is None or executors is None:
@@ -115,8 +119,10 @@ class Runtime:
         self.doorbell = Doorbell(self.handle, redis_url=config.redis_url, namespace=config.queue_namespace)
         self.orchestrator.doorbell = self.doorbell.ring
         self.orchestrator.timer_scheduled = lambda at: self._wake.set()
+        self._wake = threading.Event()
         self.triggers = Triggers(self.db, lambda version: self.orchestrator.plan(version).flow)
         self.scheduler = False  # whether this process fires cron triggers (`ionflux up`, `ionflux scheduler`)
+        self.events = EventTriggers(self.triggers, self.bus, accepted=self._wake.set)
         self._inflight: set[str] = set()
         self._to_release: list[Work] = []
         self._inflight_lock = threading.Lock()
@@ -124,7 +130,6 @@ class Runtime:
         self._ticker: threading.Thread | None = None
         self._heart: threading.Thread | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
 
     # --- the actor ------------------------------------------------------------------------------------------
 
@@ -213,6 +218,7 @@ class Runtime:
         with contextlib.suppress(sa.exc.SQLAlchemyError):
             self.orchestrator.retire()
         self.doorbell.close()
+        self.events.close()
         self.bus.close()
         self.sandbox.close()
         self.db.dispose()
@@ -234,31 +240,42 @@ class Runtime:
                 log.warning("heartbeat: %s: %s", type(e).__name__, e)
 
     def _tick(self) -> None:
-        last_reconcile = 0.0
+        last_reconcile = last_sync = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            try:
-                self.orchestrator.fire_due_timers()
-                if self.scheduler:
-                    self.triggers.fire_due()
-                self.dispatch_triggers()
-                if self._to_release:
-                    self._release_pending()
-                if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
-                    self.orchestrator.reconcile()
-                    last_reconcile = now
-                wait = self.config.tick_seconds
+            # each duty on its own: one that fails (the NATS server away) must not stop the others
+            ok = True
+            if now - last_sync >= EVENT_SYNC_SECONDS:
+                ok &= self._duty("event triggers", self.events.sync)  # consume for newly armed ones, not disarmed
+                last_sync = now
+            ok &= self._duty("timers", self.orchestrator.fire_due_timers)
+            if self.scheduler:
+                ok &= self._duty("cron triggers", self.triggers.fire_due)
+            ok &= self._duty("trigger inbox", self.dispatch_triggers)
+            if self._to_release:
+                ok &= self._duty("releases", self._release_pending)
+            if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
+                ok &= self._duty("reconciler", self.orchestrator.reconcile)
+                last_reconcile = now
+            wait = self.config.tick_seconds if ok else self.config.tick_seconds * 5
+            with contextlib.suppress(Exception):  # the database away: wait the plain tick
                 due = self.orchestrator.next_timer_at()
                 if due is not None:
                     wait = min(wait, max(0.0, (due - datetime.now(UTC)).total_seconds()))
                 cron = self.triggers.next_wake() if self.scheduler else None
                 if cron is not None:
                     wait = min(wait, max(0.0, (cron - datetime.now(UTC)).total_seconds()))
-            except Exception as e:  # the database away, say: keep ticking, it comes back
-                log.warning("ticker: %s: %s", type(e).__name__, e)
-                wait = self.config.tick_seconds * 5
             self._wake.wait(wait)
             self._wake.clear()
+
+    @staticmethod
+    def _duty(name: str, action: Callable[[], Any]) -> bool:
+        try:
+            action()
+            return True
+        except Exception as e:  # the database away, say: keep ticking, it comes back
+            log.warning("ticker (%s): %s: %s", name, type(e).__name__, e)
+            return False
 
     def dispatch_triggers(self) -> list[str]:
         """Start the runs of accepted trigger events (each exactly once, whichever process gets there first)."""

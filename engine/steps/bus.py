@@ -13,6 +13,7 @@ Subjects follow NATS: dot-separated tokens; subscribers may use ``*`` (one token
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -35,7 +36,9 @@ DEDUP_WINDOW = 10_000
 class Message:
     subject: str
     data: bytes
-    sequence: int | None = None
+    sequence: int | None = None  # the stream sequence (JetStream) or the in-process bus's counter
+    msg_id: str | None = None  # the publisher's de-duplication id, when it gave one
+    stream: str | None = None
 
 
 Handler = Callable[[Message], None]
@@ -54,7 +57,23 @@ class Bus(Protocol):
         """Call ``handler`` for each message on a matching subject; returns the function that unsubscribes."""
         ...
 
+    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+        """Like ``subscribe``, durably: messages published while nobody consumes are delivered later (JetStream),
+        each to one of the consumers sharing ``name``, and redelivered until ``handler`` returns."""
+        ...
+
     def close(self) -> None: ...
+
+
+def covers(outer: str, inner: str) -> bool:
+    """Whether every subject ``inner`` matches is matched by ``outer`` (both may have wildcards)."""
+    want, got = outer.split("."), inner.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or got[i] == ">" or (token != "*" and token != got[i]):
+            return False
+    return len(want) == len(got)
 
 
 def matches(pattern: str, subject: str) -> bool:
@@ -90,7 +109,7 @@ class LocalBus:
                 if len(self._seen) > DEDUP_WINDOW:
                     self._seen.popitem(last=False)
             handlers = [h for _, pattern, h in self._subs if matches(pattern, subject)]
-        message = Message(subject, data, sequence)
+        message = Message(subject, data, sequence, msg_id)
         for handler in handlers:
             try:
                 handler(message)
@@ -110,6 +129,10 @@ class LocalBus:
 
         return unsubscribe
 
+    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+        # in-process, nothing can be published while this process is down: a subscription is as durable
+        return self.subscribe(pattern, handler)
+
     def close(self) -> None:
         with self._lock:
             self._subs.clear()
@@ -119,8 +142,11 @@ class NatsBus:
     """NATS through nats-py, which is asyncio: one event-loop thread owns the connection, and the synchronous
     callers (worker threads) hand it coroutines. Connects on first use and reconnects by itself."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, name: str = "ionflux") -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, name: str = "ionflux", stream: str = "IONFLUX_EVENTS"
+    ) -> None:
         self.url = url
+        self.stream = stream  # the stream IONFLUX creates for event-trigger subjects no other stream captures
         self.timeout = timeout
         self._name = name
         self._loop = asyncio.new_event_loop()
@@ -222,6 +248,95 @@ class NatsBus:
 
         return unsubscribe
 
+    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+        """A durable pull consumer ``name`` on the stream capturing ``pattern`` (created, or extended with the
+        pattern, as ``self.stream``, when no stream captures it); ``handler`` runs in a worker thread and the
+        message is acknowledged after it returns (an exception: redelivered after ``ack_wait``)."""
+        nc = self._connection()
+        stop = asyncio.Event()
+
+        async def setup() -> Any:
+            from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+            js = nc.jetstream()
+            stream = await self._ensure_stream(js, pattern)
+            config = ConsumerConfig(
+                durable_name=name,
+                filter_subject=pattern,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+            )
+            return await js.pull_subscribe(pattern, durable=name, stream=stream, config=config)
+
+        subscription = self._call(setup(), self.timeout * 2)
+
+        async def pump() -> None:
+            try:
+                await consume_until_stopped()
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be closing already
+                    await subscription.unsubscribe()
+
+        async def consume_until_stopped() -> None:
+            from nats.errors import TimeoutError as NatsTimeout
+
+            while not stop.is_set():
+                try:
+                    batch = await subscription.fetch(32, timeout=1)
+                except NatsTimeout:
+                    continue
+                except Exception as e:  # the connection is reconnecting: try again shortly
+                    log.debug("fetching from %s: %s", name, e)
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in batch:
+                    meta = msg.metadata
+                    headers = msg.headers or {}
+                    message = Message(
+                        msg.subject, msg.data, meta.sequence.stream, headers.get("Nats-Msg-Id"), meta.stream
+                    )
+                    try:
+                        await asyncio.get_running_loop().run_in_executor(None, handler, message)
+                    except Exception:
+                        log.exception("the consumer %s failed on a message of %s; it comes back", name, msg.subject)
+                        await msg.nak(delay=1)
+                        continue
+                    await msg.ack()
+
+        task = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+
+        def unsubscribe() -> None:
+            self._loop.call_soon_threadsafe(stop.set)
+            try:
+                task.result(timeout=self.timeout)
+            except Exception:
+                task.cancel()
+
+        return unsubscribe
+
+    async def _ensure_stream(self, js: Any, pattern: str) -> str:
+        """The stream capturing ``pattern``: a user's stream when one does, else IONFLUX's, extended with it."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            found: str = await js.find_stream_name_by_subject(pattern)
+            return found
+        except NotFoundError:
+            pass
+        try:
+            info = await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(name=self.stream, subjects=[pattern])
+            return self.stream
+        subjects = [s for s in (info.config.subjects or []) if not covers(pattern, s)]
+        if not any(covers(s, pattern) for s in subjects):
+            subjects.append(pattern)
+        info.config.subjects = subjects
+        await js.update_stream(info.config)
+        self._streams.clear()  # publishes must see the new capture at once
+        return self.stream
+
     def flush(self) -> None:
         """Wait until the server has processed everything sent so far (tests; live views)."""
         nc = self._connection()
@@ -232,7 +347,9 @@ class NatsBus:
             try:
                 self._call(self._nc.drain())
             except Exception:
-                log.debug("draining the NATS connection failed", exc_info=True)
+                log.debug("draining the NATS connection failed; closing it", exc_info=True)
+                with contextlib.suppress(Exception):
+                    self._call(self._nc.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
