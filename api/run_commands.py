@@ -398,15 +398,34 @@ def cmd_up(args: argparse.Namespace) -> int:
                 pass  # blueprints whose node types run in later releases are validated by `demo`, not stored
         _prepare_sandbox(runtime, console)
         runtime.start(args.threads, scheduler=True)  # embedded: this process fires the cron triggers too
+        http = _serve(runtime, settings, console)
         where = settings.database_url or str(settings.home / "ionflux.db")
         console.print(
             f"\nionflux up: {stored} runnable flows stored; database {where}; "
             f"{'Redis ' + settings.redis_url if settings.redis_url else 'embedded queue'}; "
-            f"{args.threads or settings.worker_threads} worker threads. Ctrl-C stops."
+            f"{args.threads or settings.worker_threads} worker threads; "
+            f"{'HTTP at ' + http.url if http else 'no HTTP server'}. Ctrl-C stops."
         )
         console.print("Run a flow from another terminal: uv run ionflux run flows/expense-approval.yaml")
-        _wait_for_signal(args.seconds)
+        try:
+            _wait_for_signal(args.seconds)
+        finally:
+            if http is not None:
+                http.stop()
     return 0
+
+
+def _serve(runtime: Runtime, settings: Settings, console: Console) -> Any:
+    """The HTTP server in a thread (webhooks; the API and UI as they land); a taken port is reported, not fatal."""
+    from api.app import create_app
+    from api.server import ServerError, serve_in_thread
+
+    try:
+        return serve_in_thread(create_app(runtime, max_body_bytes=settings.max_webhook_bytes), settings.bind)
+    except ServerError as e:
+        console.print(Text(f"warning[{e.code}]: {e.message}", style="yellow"))
+        console.print(Text(f"  hint: {e.hint}; the engine runs without it", style="dim"))
+        return None
 
 
 def _prepare_sandbox(runtime: Runtime, console: Console) -> None:
@@ -441,6 +460,25 @@ def _wait_for_signal(seconds: float | None) -> None:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+
+
+@guarded
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP server alone (scale-out: webhooks land here; workers and a scheduler run elsewhere)."""
+    from api.app import create_app
+    from api.server import serve_in_thread
+
+    console = Console(highlight=False, stderr=True)
+    settings = Settings()
+    runtime = _runtime(settings)
+    with runtime:
+        http = serve_in_thread(create_app(runtime, max_body_bytes=settings.max_webhook_bytes), settings.bind)
+        console.print(f"ionflux serve: HTTP at {http.url}")
+        try:
+            _wait_for_signal(args.seconds)
+        finally:
+            http.stop()
+    return 0
 
 
 @guarded

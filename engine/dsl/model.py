@@ -151,12 +151,20 @@ class ManualTrigger(Model):
 
 
 class Signature(Model):
-    """How a webhook delivery is signed: an HMAC of the raw body in ``header``."""
+    """How a webhook delivery is signed. ``hmac``: an HMAC of the raw body in ``header`` (GitHub, Shopify and most
+    senders); ``stripe``: Stripe's ``t=<time>,v1=<HMAC-SHA256 of "time.body">`` in ``Stripe-Signature``, refused
+    when its time is more than ``tolerance`` seconds away (a replayed delivery)."""
 
-    header: str = "X-Signature-256"
+    style: Literal["hmac", "stripe"] = "hmac"
+    header: str | None = None  # default: X-Signature-256 (hmac), Stripe-Signature (stripe)
     algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str = ""
+    tolerance: int = Field(300, ge=1, le=86_400)
+
+    @property
+    def header_name(self) -> str:
+        return self.header or ("Stripe-Signature" if self.style == "stripe" else "X-Signature-256")
 
 
 class WebhookTrigger(Model):

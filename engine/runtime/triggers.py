@@ -202,6 +202,14 @@ class Triggers:
             return Accepted(seen, True)
         return Accepted(inbox_id, False)
 
+    def run_of(self, inbox_id: str) -> str | None:
+        """The run an accepted event started (None: not started yet, or refused)."""
+        with self.db.connect() as conn:
+            run_id: str | None = conn.execute(
+                sa.select(trigger_inbox.c.run_id).where(trigger_inbox.c.id == inbox_id)
+            ).scalar()
+        return run_id
+
     def pending(self, limit: int = 100) -> list[str]:
         """Accepted events not started yet, oldest first."""
         with self.db.connect() as conn:

@@ -1,0 +1,85 @@
+"""The HTTP server (FastAPI): webhook deliveries today; the API and the web UI mount here as they land.
+
+``POST|PUT /hooks/{token}``: a webhook trigger's delivery. Checked (size, signature, body) and stored in the
+trigger inbox before it is answered ``202`` with the run's id; the run goes on in the workers. A refusal
+answers with the status that says why (404 unknown URL, 413 too large, 401 bad or stale signature, 400 malformed,
+503 secret not set) and a JSON ``{"error": {"code", "message"}}``; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from engine.errors import IonfluxError
+from engine.runtime import webhooks
+from engine.runtime.runtime import Runtime
+from engine.runtime.secrets import SecretError
+from engine.runtime.triggers import Accepted, Armed
+
+
+def create_app(runtime: Runtime, *, max_body_bytes: int = webhooks.MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title="IONFLUX", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "worker": runtime.worker_id}
+
+    @app.api_route("/hooks/{token}", methods=["POST", "PUT"], status_code=202)
+    async def hook(token: str, request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _refusal(413, "webhook.too_large", f"the body is over {max_body_bytes:,} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                return _refusal(413, "webhook.too_large", f"the body is over {max_body_bytes:,} bytes")
+        trigger = await run_in_threadpool(runtime.triggers.by_token, token)
+        if trigger is None or not trigger.config.get("enabled", True):
+            return _refusal(404, "webhook.not_found", "no active webhook trigger has this URL")
+        delivery = webhooks.Delivery(
+            request.method,
+            {k.lower(): v for k, v in request.headers.items()},
+            dict(request.query_params),
+            bytes(body),
+        )
+        try:
+            accepted, run_id = await run_in_threadpool(_accept_and_start, runtime, trigger, delivery)
+        except webhooks.Refused as e:
+            return _refusal(e.status, e.code, e.message)
+        except IonfluxError as e:  # the trigger's secret is not in the store
+            return _refusal(503, e.code, f"{e.message} ({e.hint})" if e.hint else e.message)
+        return JSONResponse(
+            {"accepted": True, "duplicate": accepted.duplicate, "event_id": accepted.inbox_id, "run_id": run_id},
+            status_code=202,
+        )
+
+    return app
+
+
+def _accept_and_start(runtime: Runtime, trigger: Armed, delivery: webhooks.Delivery) -> tuple[Accepted, str | None]:
+    secrets = runtime.orchestrator.secrets
+
+    def secret_of(name: str) -> str:
+        value = secrets.resolve([name]).get(name)
+        if value is None:
+            raise SecretError(
+                f"the webhook's secret {name!r} is not set, so its deliveries cannot be verified",
+                hint=f"ionflux secrets set {name}",
+                code="webhook.secret_missing",
+            )
+        return value
+
+    accepted = webhooks.accept(runtime.triggers, trigger, delivery, secret_of)
+    run_id = None if accepted.duplicate else runtime.orchestrator.start_from_inbox(accepted.inbox_id)
+    if run_id is None:  # a duplicate, or another process started it: answer with the run it started
+        run_id = runtime.triggers.run_of(accepted.inbox_id)
+    return accepted, run_id
+
+
+def _refusal(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
