@@ -234,3 +234,23 @@ def test_the_trigger_commands(tmp_path: Path) -> None:
     assert json.loads(ionflux(tmp_path, "triggers", "--json").stdout) == []
     missing = ionflux(tmp_path, "activate", "no-such-flow")
     assert missing.returncode == 5 and "error[" in missing.stdout
+
+
+def test_concurrent_deliveries_of_one_event_store_it_once(rt: Runtime) -> None:
+    hook = next(t for t in rt.triggers.activate("ticking", save(rt)) if t.kind == "webhook")
+    results: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def deliver() -> None:
+        barrier.wait()
+        results.append(rt.triggers.accept(hook, {"type": "webhook"}, None, dedupe_key="same-delivery"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 4 and len({r.inbox_id for r in results}) == 1
+    assert [r.duplicate for r in results].count(False) == 1
+    with rt.db.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(trigger_inbox)).scalar_one() == 1

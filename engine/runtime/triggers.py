@@ -166,41 +166,52 @@ class Triggers:
         """Store a trigger event (before its sender is acknowledged). A dedupe key seen before for this flow is
         the same event: accepted again, nothing new stored."""
         if conn is None:
-            with self.db.begin() as own:
-                return self.accept(trigger, event, input, dedupe_key, own)
-        if dedupe_key is not None:
-            seen = conn.execute(
-                sa.select(trigger_inbox.c.id).where(
-                    trigger_inbox.c.flow_id == trigger.flow_id, trigger_inbox.c.dedupe_key == dedupe_key
-                )
-            ).scalar()
-            if seen is not None:
-                return Accepted(seen, True)
-        inbox_id = ids.new_id()
+            try:
+                with self.db.begin() as own:
+                    return self._insert(trigger, event, input, dedupe_key, own)
+            except sa.exc.IntegrityError:  # the same key, accepted concurrently by another process
+                with self.db.connect() as own:
+                    return Accepted(self._seen(own, trigger.flow_id, dedupe_key) or "", True)
         try:
-            with conn.begin_nested():  # a concurrent accept of the same key loses here, not the whole transaction
-                conn.execute(
-                    trigger_inbox.insert().values(
-                        id=inbox_id,
-                        flow_id=trigger.flow_id,
-                        version_id=trigger.version_id,
-                        kind=trigger.kind,
-                        position=trigger.position,
-                        dedupe_key=dedupe_key,
-                        trigger=event,
-                        input=input,
-                        status="accepted",
-                        received_at=self._now(),
-                    )
-                )
+            with conn.begin_nested():  # inside a caller's transaction: a lost race must not undo the rest of it
+                return self._insert(trigger, event, input, dedupe_key, conn)
         except sa.exc.IntegrityError:
-            seen = conn.execute(
-                sa.select(trigger_inbox.c.id).where(
-                    trigger_inbox.c.flow_id == trigger.flow_id, trigger_inbox.c.dedupe_key == dedupe_key
-                )
-            ).scalar_one()
+            pass
+        return Accepted(self._seen(conn, trigger.flow_id, dedupe_key) or "", True)
+
+    def _insert(
+        self, trigger: Armed, event: dict[str, Any], input: Any, dedupe_key: str | None, conn: sa.Connection
+    ) -> Accepted:
+        seen = self._seen(conn, trigger.flow_id, dedupe_key)
+        if seen is not None:
             return Accepted(seen, True)
+        inbox_id = ids.new_id()
+        conn.execute(
+            trigger_inbox.insert().values(
+                id=inbox_id,
+                flow_id=trigger.flow_id,
+                version_id=trigger.version_id,
+                kind=trigger.kind,
+                position=trigger.position,
+                dedupe_key=dedupe_key,
+                trigger=event,
+                input=input,
+                status="accepted",
+                received_at=self._now(),
+            )
+        )
         return Accepted(inbox_id, False)
+
+    @staticmethod
+    def _seen(conn: sa.Connection, flow_id: str, dedupe_key: str | None) -> str | None:
+        if dedupe_key is None:
+            return None
+        found: str | None = conn.execute(
+            sa.select(trigger_inbox.c.id).where(
+                trigger_inbox.c.flow_id == flow_id, trigger_inbox.c.dedupe_key == dedupe_key
+            )
+        ).scalar()
+        return found
 
     def run_of(self, inbox_id: str) -> str | None:
         """The run an accepted event started (None: not started yet, or refused)."""
