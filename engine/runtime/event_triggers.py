@@ -34,7 +34,9 @@ class EventTriggers:
 
     def sync(self) -> None:
         """Consume for every armed event trigger, and stop consuming for disarmed ones."""
-        wanted = {consumer_name(t): t for t in self.triggers.armed() if t.kind == "event"}
+        wanted = {
+            consumer_name(t): t for t in self.triggers.armed() if t.kind == "event" and t.config.get("enabled", True)
+        }
         with self._lock:
             for name in set(self._consumers) - set(wanted):
                 self._consumers.pop(name)()
