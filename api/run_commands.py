@@ -463,7 +463,7 @@ def _wait_for_signal(seconds: float | None) -> None:
 
 
 @guarded
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_api(args: argparse.Namespace) -> int:
     """The HTTP server alone (scale-out: webhooks land here; workers and a scheduler run elsewhere)."""
     from api.app import create_app
     from api.server import serve_in_thread
@@ -473,7 +473,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     with runtime:
         http = serve_in_thread(create_app(runtime, max_body_bytes=settings.max_webhook_bytes), settings.bind)
-        console.print(f"ionflux serve: HTTP at {http.url}")
+        console.print(f"ionflux api: HTTP at {http.url}")
         try:
             _wait_for_signal(args.seconds)
         finally:

@@ -68,9 +68,9 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
     p.set_defaults(func=_lazy("cmd_up"))
 
-    p = add("serve", "Run the HTTP server alone (webhooks; scale-out: workers and a scheduler run elsewhere).")
+    p = add("api", "Run the HTTP server alone (webhooks; scale-out: workers and a scheduler run elsewhere).")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
-    p.set_defaults(func=_lazy("cmd_serve"))
+    p.set_defaults(func=_lazy("cmd_api"))
 
     p = add("worker", "Run worker processes against Redis + the shared database (scale-out mode).")
     p.add_argument("--processes", type=int, default=1)

@@ -1,4 +1,4 @@
-"""Serving the HTTP app with uvicorn: in a thread of ``ionflux up`` (embedded), or as ``ionflux serve``."""
+"""Serving the HTTP app with uvicorn: in a thread of ``ionflux up`` (embedded), or as ``ionflux api``."""
 
 from __future__ import annotations
 

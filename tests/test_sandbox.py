@@ -190,10 +190,10 @@ def test_calls_leave_nothing_behind(sandbox: Sandbox, modules: dict[str, bytes])
     from wasmtime._wasi import CUSTOM_OUTPUTS  # the output callbacks of live stores
 
     digest = sandbox.load(modules["echo"])
-    counts = []
+    gc.collect()
+    baseline = len(CUSTOM_OUTPUTS.handles)  # other tests' stores, on their way out
     for _ in range(2):
         for _ in range(200):
             sandbox.run(digest, b"{}", SMALL)
         gc.collect()
-        counts.append(len(CUSTOM_OUTPUTS.handles))
-    assert counts[1] == counts[0] <= 2
+        assert len(CUSTOM_OUTPUTS.handles) <= baseline  # 400 calls, 800 callbacks: none left

@@ -210,3 +210,10 @@ def test_a_real_loopback_server_answers_202_and_the_run_sees_body_query_and_head
             assert client.get("/health").json()["ok"] is True
     finally:
         server.stop()
+
+
+def test_ionflux_api_serves_webhooks_on_its_own(tmp_path: Path) -> None:
+    from tests.cli_helpers import ionflux
+
+    done = ionflux(tmp_path, "api", "--seconds", "1", bind="127.0.0.1:0")
+    assert done.returncode == 0 and "ionflux api: HTTP at http://127.0.0.1:" in done.stderr, done.stdout + done.stderr
