@@ -10,6 +10,10 @@ run, from start request to recorded completion − the sum of the step bodies' o
 durably recorded (event + step row committed) before the next starts. The median of ``--runs`` runs is reported,
 after one warm-up run. Prefect runs the same bodies as Prefect tasks against its own local server
 (bench/prefect_side.py, in its own virtualenv made by bench/prefect_env.sh), in the same command.
+
+The same 40 × ``fibo(10)`` also runs inside the sandbox: as ``code.python`` steps (the body in CPython-on-wasm)
+and as ``wasm.run`` steps (bench/fibo_wasm.c, built with zig); each body reports its own time from inside the
+sandbox, so their overhead includes what the sandbox costs per step (a fresh instance, JSON in and out).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +50,43 @@ PG_ADMIN = os.environ.get("IONFLUX_BENCH_PG", "postgresql+psycopg://postgres@127
 REDIS = os.environ.get("IONFLUX_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def chain_flow(steps: int, n: int) -> str:
-    lines = ["fluxgraph: 1", f"id: bench-fibo-{steps}x{n}", "nodes:"]
+# the same task body inside the sandbox: (node type, its `with` for n), each reporting its own body time
+PYTHON_FIBO = (
+    "import time\n"
+    "def fibo(k):\n    return k if k < 2 else fibo(k - 1) + fibo(k - 2)\n"
+    "def main(n):\n    started = time.perf_counter()\n    value = fibo(n)\n"
+    "    return {'value': value, 'body_s': time.perf_counter() - started}\n"
+)
+SANDBOXED = {
+    "code.python": lambda n: {"input": n, "code": PYTHON_FIBO},
+    "wasm.run": lambda n: {"module": "bench-fibo@1.0.0", "input": n},
+}
+SANDBOXED_WORKLOADS = {
+    "40x fibo(10), code.python": ("code.python", 40, 10),
+    "40x fibo(10), wasm.run": ("wasm.run", 40, 10),
+}
+
+
+def chain_flow(steps: int, n: int, node_type: str = "bench.fibo") -> str:
+    slug = node_type.replace(".", "-")
+    lines = ["fluxgraph: 1", f"id: bench-{slug}-{steps}x{n}", "nodes:"]
     for i in range(steps):
-        lines += [f"  - id: f{i}", "    type: bench.fibo", f"    with: {{n: {n}}}"]
+        body = json.dumps(SANDBOXED[node_type](n)) if node_type in SANDBOXED else f"{{n: {n}}}"  # JSON is YAML
+        lines += [f"  - id: f{i}", f"    type: {node_type}", f"    with: {body}"]
         if i:
             lines.append(f"    needs: [f{i - 1}]")
     return "\n".join(lines) + "\n"
+
+
+def fibo_module() -> bytes:
+    """bench/fibo_wasm.c built for wasm32-wasi with zig (as scripts/build-transforms builds)."""
+    out = Path(tempfile.gettempdir()) / "ionflux-bench-fibo.wasm"
+    source = ROOT / "bench" / "fibo_wasm.c"
+    if not out.exists() or out.stat().st_mtime < source.stat().st_mtime:
+        flags = ["-Os", "-s", "-Wl,-z,stack-size=65536", "-Wl,--initial-memory=262144"]
+        command = [sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", *flags, "-o", str(out)]
+        subprocess.run([*command, str(source)], check=True, capture_output=True, timeout=300)
+    return out.read_bytes()
 
 
 def foreach_flow(items: int) -> str:
@@ -108,9 +143,11 @@ def measure_mode(mode: str, runs: int, foreach_sizes: list[int]) -> dict[str, An
         mode_config(mode, Path(tmp)) as cfg,
         Runtime(cfg, extension_modules=("bench.fibo",)) as runtime,
     ):
+        runtime.modules.register(fibo_module(), {"name": "bench-fibo", "version": "1.0.0"}, datetime.now(UTC))
         runtime.start()
-        for label, (steps, n) in WORKLOADS.items():
-            _, version = runtime.orchestrator.save_flow(chain_flow(steps, n), f"{label}.yaml")
+        workloads = {label: ("bench.fibo", steps, n) for label, (steps, n) in WORKLOADS.items()}
+        for label, (node_type, steps, n) in (workloads | SANDBOXED_WORKLOADS).items():
+            _, version = runtime.orchestrator.save_flow(chain_flow(steps, n, node_type), f"{label}.yaml")
             timed_run(runtime, version)  # warm-up: plans compiled, connections open
             overheads, walls = [], []
             for _ in range(runs):
@@ -182,16 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"orchestration overhead per step (median of {args.runs} runs; {report['machine']})")
-    header = f"{'workload':<14}" + "".join(f"{m:>18}" for m in report["ionflux"]) + f"{'prefect 3':>14}"
+    header = f"{'workload':<28}" + "".join(f"{m:>18}" for m in report["ionflux"]) + f"{'prefect 3':>14}"
     print(header)
     pf = (report.get("prefect") or {}).get("workloads", {})
-    for label in WORKLOADS:
+    for label in [*WORKLOADS, *SANDBOXED_WORKLOADS]:
         cells = [report["ionflux"][m]["workloads"][label]["overhead_ms_median"] for m in report["ionflux"]]
         ref = pf.get(label, {}).get("overhead_ms_median")
-        print(f"{label:<14}" + "".join(f"{c:>15.3f} ms" for c in cells) + (f"{ref:>11.3f} ms" if ref else f"{'-':>14}"))
+        print(f"{label:<28}" + "".join(f"{c:>15.3f} ms" for c in cells) + (f"{ref:>11.3f} ms" if ref else f"{'-':>14}"))
         if ref:
             ratios = ", ".join(f"{m} {c / ref:.4f}" for m, c in zip(report["ionflux"], cells, strict=True))
-            print(f"{'':<14}ratio ionflux / prefect: {ratios}")
+            print(f"{'':<28}ratio ionflux / prefect: {ratios}")
     for mode, result in report["ionflux"].items():
         for size, row in result["foreach"].items():
             print(
