@@ -104,6 +104,15 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--msg-id", help="a de-duplication id: publishing it again is the same event")
     p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_publish"))
 
+    p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")
+    p.add_argument("set", choices=("indomain", "taskbench"))
+    p.add_argument("--data", required=True, metavar="FILE.jsonl", help="the gold records")
+    p.add_argument("--predictions", required=True, metavar="FILE.jsonl", help="one prediction per record id")
+    p.add_argument("--catalog", metavar="FILE.json", help="taskbench: the tool catalog (tool_desc.json)")
+    p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--out", metavar="FILE.json", help="write the results (per record too) as JSON")
+    p.set_defaults(func=_lazy_from("evals.cli", "cmd_eval"))
+
     p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
     p.add_argument("action", choices=("set", "list", "delete", "new-key"))
     p.add_argument("name", nargs="?")
