@@ -104,10 +104,19 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--msg-id", help="a de-duplication id: publishing it again is the same event")
     p.set_defaults(func=_lazy_from("api.trigger_commands", "cmd_publish"))
 
+    p = add("plan", "Draft a flow from a sentence (Jules's offline planner: no model, no network).")
+    p.add_argument(
+        "text", metavar="REQUEST", help='e.g. "every weekday at 8:30 Lisbon time, post the orders to #sales"'
+    )
+    p.add_argument("-o", "--output", metavar="FILE.yaml", help="write the flow there (default: print it)")
+    p.add_argument("--id", default="planned-flow", help="the flow's id")
+    p.set_defaults(func=_lazy_from("api.copilot_commands", "cmd_plan"))
+
     p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")
     p.add_argument("set", choices=("indomain", "taskbench"))
     p.add_argument("--data", required=True, metavar="FILE.jsonl", help="the gold records")
-    p.add_argument("--predictions", required=True, metavar="FILE.jsonl", help="one prediction per record id")
+    p.add_argument("--predictions", metavar="FILE.jsonl", help="one prediction per record id (else --planner)")
+    p.add_argument("--planner", choices=("offline",), help="plan each record now with this planner")
     p.add_argument("--catalog", metavar="FILE.json", help="taskbench: the tool catalog (tool_desc.json)")
     p.add_argument("--limit", type=int, help="only the first N records")
     p.add_argument("--out", metavar="FILE.json", help="write the results (per record too) as JSON")

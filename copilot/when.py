@@ -89,7 +89,7 @@ def triggers(text: str, services: tuple[str, ...] = ()) -> list[Trigger]:
         found.append(Trigger("event", subject=subject))
     elif schedule is None and _webhook(plain, services):
         found.append(Trigger("webhook", source=_sender(plain, services)))
-    if _manual(plain) or not found:
+    if is_manual(plain) or not found:
         found.append(Trigger("manual"))
     return found
 
@@ -265,7 +265,8 @@ def _sender(plain: str, services: tuple[str, ...]) -> str | None:
     return None
 
 
-def _manual(plain: str) -> bool:
+def is_manual(plain: str) -> bool:
+    """Whether a folded text asks to be run by hand (\"let me run it\", \"on demand\", \"eu dou o texto\")."""
     return (
         re.search(
             r"\b(manual(ly)?|on demand|when i (run|hit|click|trigger)|whenever i (run|hit|click|trigger)|hit run|"

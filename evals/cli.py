@@ -13,7 +13,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     records = harness.load_jsonl(Path(args.data))
     if args.limit:
         records = records[: args.limit]
-    predict = harness.from_file(Path(args.predictions), args.set)
+    if args.planner:
+        predict = harness.planner(args.planner, args.set, Path(args.catalog) if args.catalog else None)
+    elif args.predictions:
+        predict = harness.from_file(Path(args.predictions), args.set)
+    else:
+        print("error: give --predictions FILE or --planner NAME")
+        return 2
     report = harness.evaluate(args.set, records, predict)
     print(harness.table(report))
     if args.out:

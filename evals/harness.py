@@ -59,6 +59,33 @@ def from_file(path: Path, kind: str) -> Predict:
     return predict
 
 
+def planner(name: str, kind: str, catalog: Path | None) -> Predict:
+    """Plan each record now: ``offline`` is Jules's offline planner (over the node catalog for in-domain, over
+    the data set's tool catalog for TaskBench)."""
+    from copilot.offline import Catalog, plan_tools
+    from copilot.planning import draft
+
+    if kind == "taskbench":
+        if catalog is None:
+            raise SystemExit("error: taskbench needs --catalog FILE (its tool_desc.json)")
+        tools = taskbench.load_catalog(catalog)
+        actions = Catalog((t.id, t.desc, tuple(f"{n} {d}" for n, _, d in t.parameters)) for t in tools)
+
+        def predict_tools(record: dict[str, Any]) -> Prediction:
+            started = time.perf_counter()
+            names, links = plan_tools(record["instruction"], actions)
+            elapsed = (time.perf_counter() - started) * 1000
+            return Prediction(tools=set(names), links=set(links), latency_ms=elapsed, planner=name)
+
+        return predict_tools
+
+    def predict_flow(record: dict[str, Any]) -> Prediction:
+        result = draft(record["instruction"], flow_id=f"plan-{record['id']}".lower())
+        return Prediction(document=result.yaml, latency_ms=result.latency_ms, planner=result.planner)
+
+    return predict_flow
+
+
 def valid(document: str | None) -> bool:
     """Whether the document passes IONFLUX's FluxGraph validator with no errors."""
     if not document:

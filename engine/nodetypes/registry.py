@@ -96,6 +96,8 @@ class NodeType:
     check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
     item_expressions: frozenset[str] = frozenset()
     example: Mapping[str, Any] = field(default_factory=dict)
+    # what people call this kind of step, in English (Jules's offline planner finds types by these and the summary)
+    keywords: tuple[str, ...] = ()
     # derived, reusable objects (e.g. the compiled `with` validator), kept with the type they belong to
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

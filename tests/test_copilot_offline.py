@@ -1,0 +1,134 @@
+"""Jules's offline planner: flows from sentences of this test's own (not the evaluation set's), always valid, with
+the triggers, steps, loops, approvals, failure alerts and stated values the sentence carries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from copilot.offline import Catalog, plan_tools
+from copilot.planning import draft
+from tests.cli_helpers import ionflux
+from tests.conftest import ROOT
+
+REQUESTS = [
+    "Every weekday at 7:15 Madrid time, fetch the open tickets from https://help.example.org/api/tickets, have AI "
+    "summarize them and post the summary to #support on Slack. If anything fails, email ops@example.org.",
+    "When Stripe sends a refund, post the amount to #finance on Discord.",
+    "Todos os dias às 9h, horário de Lisboa, busca as encomendas na API https://loja.example.pt/api/orders e manda "
+    "um resumo por email para joana@example.pt.",
+    "Cuando llegue el evento pedidos.nuevo, clasifica el pedido como urgente, normal o bajo y avísame en #ventas "
+    "por Slack.",
+    "Let me run it with a list of email addresses; it sends each one our welcome email.",
+    "Every Monday at 10am London time, draft a newsletter with AI, send me the draft for approval, and once I "
+    "approve it send it to news@example.com.",
+    "When invoices.overdue is published, wait 2 hours and then call our 'reminder-sequence' flow.",
+    "Hourly, run the registered wasm module tidy-csv@2.0.1 over the export and publish the result as exports.clean.",
+    "Translate the pasted text to French with AI and log it.",
+    "When a Typeform response comes in, extract the name and company with AI and post them to #leads on Slack.",
+]
+
+
+@pytest.mark.parametrize("request_text", REQUESTS)
+def test_every_plan_is_a_valid_flow(request_text: str) -> None:
+    result = draft(request_text)
+    assert result.valid, result.problems + "\n" + result.yaml
+    assert result.planner == "offline" and result.latency_ms < 1000
+
+
+def flow_of(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(draft(text).yaml)
+    return data
+
+
+def test_a_scheduled_fetch_summarise_post_with_a_failure_alert() -> None:
+    flow = flow_of(REQUESTS[0])
+    assert flow["triggers"] == [{"type": "cron", "cron": "15 7 * * 1-5", "timezone": "Europe/Madrid"}]
+    kinds = [n["type"] for n in flow["nodes"]]
+    assert kinds == ["http.request", "llm.complete", "slack.post"]
+    fetch, write, post = flow["nodes"]
+    assert fetch["with"]["url"] == "https://help.example.org/api/tickets"
+    assert fetch["permissions"] == {"net": ["help.example.org"]}
+    assert write["needs"] == ["call_api"] and "nodes.call_api.output.body" in write["with"]["prompt"]
+    assert post["with"]["channel"] == "#support" and post["with"]["text"] == "{{ nodes.write.output.text }}"
+    assert [(n["type"], n["with"]["to"]) for n in flow["on_failure"]] == [("email.send", "ops@example.org")]
+    assert flow["secrets"] == ["slack_bot_token"]
+
+
+def test_loops_approvals_labels_subjects_flows_and_modules() -> None:
+    loop = flow_of(REQUESTS[4])
+    assert loop["triggers"] == [{"type": "manual"}]
+    (each,) = loop["nodes"]
+    assert each["type"] == "foreach" and [n["type"] for n in each["do"]] == ["email.send"]
+    approval = flow_of(REQUESTS[5])
+    assert [n["type"] for n in approval["nodes"]] == ["llm.complete", "approval", "email.send"]
+    labels = flow_of(REQUESTS[3])
+    assert labels["triggers"] == [{"type": "event", "subject": "pedidos.nuevo"}]
+    classify = next(n for n in labels["nodes"] if n["type"] == "llm.classify")
+    assert classify["with"]["labels"] == ["urgente", "normal", "bajo"]
+    chained = flow_of(REQUESTS[6])
+    assert [n["type"] for n in chained["nodes"]] == ["delay", "flow.call"]
+    assert (
+        chained["nodes"][0]["with"] == {"duration": "2h"} and chained["nodes"][1]["with"]["flow"] == "reminder-sequence"
+    )
+    module = flow_of(REQUESTS[7])
+    assert module["triggers"] == [{"type": "cron", "cron": "0 * * * *", "timezone": "UTC"}]
+    published = {n["type"]: n["with"] for n in module["nodes"]}
+    assert (
+        published["wasm.run"]["module"] == "tidy-csv@2.0.1" and published["event.publish"]["subject"] == "exports.clean"
+    )
+
+
+def test_a_tool_catalog_it_has_never_seen() -> None:
+    catalog = Catalog(
+        [
+            ("book_table", "Book a table at a restaurant", ("restaurant", "reservation")),
+            ("send_sms", "Send a text message to a phone number", ("phone", "text")),
+            ("get_weather", "Get the weather forecast for a city", ("forecast", "city")),
+        ]
+    )
+    tools, links = plan_tools(
+        "Check the weather in Porto, then book a table at a seafood restaurant and text Ana.", catalog
+    )
+    assert tools == ["get_weather", "book_table", "send_sms"]
+    assert links == [("get_weather", "book_table"), ("book_table", "send_sms")]
+
+
+def test_ionflux_plan_and_ionflux_eval_with_the_offline_planner(tmp_path: Path) -> None:
+    out = tmp_path / "flow.yaml"
+    done = ionflux(tmp_path, "plan", REQUESTS[1], "-o", str(out))
+    assert done.returncode == 0 and "planner: offline" in done.stderr, done.stderr
+    assert ionflux(tmp_path, "validate", str(out)).returncode == 0
+    shared = ROOT.parent / "shared" / "evals"
+    results = tmp_path / "results.json"
+    done = ionflux(
+        tmp_path,
+        "eval",
+        "indomain",
+        "--data",
+        str(shared / "indomain" / "dev.jsonl"),
+        "--planner",
+        "offline",
+        "--out",
+        str(results),
+    )
+    assert done.returncode == 0 and "validity             100.0" in done.stdout, done.stdout + done.stderr
+    report = json.loads(results.read_text())
+    assert report["planner"] == "offline" and report["cost"]["latency_ms_p50"] < 50
+    tb = shared / "taskbench-dailylife"
+    done = ionflux(
+        tmp_path,
+        "eval",
+        "taskbench",
+        "--data",
+        str(tb / "dev.jsonl"),
+        "--catalog",
+        str(tb / "tool_desc.json"),
+        "--planner",
+        "offline",
+    )
+    assert done.returncode == 0 and "node_f1" in done.stdout
