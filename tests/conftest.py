@@ -42,3 +42,12 @@ def to_text(data: dict[str, Any]) -> str:
 @pytest.fixture
 def flows_dir() -> Path:
     return FLOWS
+
+
+def shared_evals() -> Path:
+    """The co-pilot's evaluation sets: ../shared/evals beside the checkout (IONFLUX_SHARED_EVALS elsewhere; a
+    checkout cloned somewhere else on this machine finds /work/shared/evals)."""
+    for candidate in (os.environ.get("IONFLUX_SHARED_EVALS"), ROOT.parent / "shared" / "evals", "/work/shared/evals"):
+        if candidate and (Path(candidate) / "indomain" / "dev.jsonl").exists():
+            return Path(candidate)
+    pytest.skip("the evaluation sets (../shared/evals) are not on this machine: set IONFLUX_SHARED_EVALS")

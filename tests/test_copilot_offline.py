@@ -13,7 +13,7 @@ import yaml
 from copilot.offline import Catalog, plan_tools
 from copilot.planning import draft
 from tests.cli_helpers import ionflux
-from tests.conftest import ROOT
+from tests.conftest import shared_evals
 
 REQUESTS = [
     "Every weekday at 7:15 Madrid time, fetch the open tickets from https://help.example.org/api/tickets, have AI "
@@ -103,7 +103,7 @@ def test_ionflux_plan_and_ionflux_eval_with_the_offline_planner(tmp_path: Path) 
     done = ionflux(tmp_path, "plan", REQUESTS[1], "-o", str(out))
     assert done.returncode == 0 and "planner: offline" in done.stderr, done.stderr
     assert ionflux(tmp_path, "validate", str(out)).returncode == 0
-    shared = ROOT.parent / "shared" / "evals"
+    shared = shared_evals()
     results = tmp_path / "results.json"
     done = ionflux(
         tmp_path,

@@ -220,7 +220,11 @@ def test_database_unreachable_for_seconds_workers_recover_without_losing_runs(
             proxy.cut()  # the database is gone for the worker: connections reset, new ones refused
             time.sleep(3)
             proxy.restore()
-            assert runtime.wait(run_id, 90, poll=0.1) is RunStatus.SUCCEEDED
+            status = runtime.wait(run_id, 90, poll=0.1)
+            log_tail = (tmp_path / "w.log").read_text(errors="replace")[-4000:]
+            assert status is RunStatus.SUCCEEDED, (
+                f"{status}; steps {final_statuses(runtime, run_id)}; worker log:\n{log_tail}"
+            )
             assert succeeded_events(runtime, run_id) == sorted(f"s{i}" for i in range(8))
             summary = runtime.orchestrator.state(run_id)
             assert summary.outputs == {"last": 7}

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from evals import cron_match, flowshape, indomain, taskbench
-from tests.conftest import ROOT
-
-SHARED = ROOT.parent / "shared" / "evals"
+from tests.conftest import shared_evals
 
 
 @pytest.mark.parametrize(
@@ -161,9 +159,10 @@ def test_taskbench_f1_over_names_and_links() -> None:
 
 
 def test_the_shared_data_loads() -> None:
-    catalog = taskbench.load_catalog(SHARED / "taskbench-dailylife" / "tool_desc.json")
+    shared = shared_evals()
+    catalog = taskbench.load_catalog(shared / "taskbench-dailylife" / "tool_desc.json")
     assert len(catalog) == 40 and all(tool.desc for tool in catalog)
-    lines = (SHARED / "indomain" / "dev.jsonl").read_text("utf-8").splitlines()
+    lines = (shared / "indomain" / "dev.jsonl").read_text("utf-8").splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
     assert len(records) == 20 and all(r["triggers"] and r["nodes"] for r in records)
 
@@ -171,7 +170,9 @@ def test_the_shared_data_loads() -> None:
 def test_ionflux_eval_scores_a_predictions_file(tmp_path: Path) -> None:
     from tests.cli_helpers import ionflux
 
-    data = SHARED / "indomain" / "dev.jsonl"
+    shared = shared_evals()
+
+    data = shared / "indomain" / "dev.jsonl"
     first = json.loads(data.read_text("utf-8").splitlines()[0])
     predictions = tmp_path / "predictions.jsonl"
     valid_flow = (
@@ -197,7 +198,7 @@ def test_ionflux_eval_scores_a_predictions_file(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["records"] == 2 and report["cost"]["failures"] == 1  # the second record had no prediction
     assert [p["id"] for p in report["predictions"]] == [first["id"], report["predictions"][1]["id"]]
-    tb = SHARED / "taskbench-dailylife"
+    tb = shared / "taskbench-dailylife"
     gold = json.loads((tb / "dev.jsonl").read_text("utf-8").splitlines()[0])
     exact = tmp_path / "tb.jsonl"
     exact.write_text(json.dumps({"id": gold["id"], "task_nodes": gold["task_nodes"], "task_links": gold["task_links"]}))
