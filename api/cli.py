@@ -297,12 +297,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {'  ' * depth}{style(node.id, 'bold')} ({node.type}){needs}  ~{cost} C-ION")
     per_item = f" + {total.per_item_cion} C-ION per foreach item" if total.per_item_cion else ""
     print(f"forecast: at most {total.fixed_cion} C-ION per run{per_item}")
-    print(
-        style(
-            '\nThe web UI and the HTTP API come next; today `ionflux run FILE` runs flows, `ionflux plan "…"` drafts one,\nand the server below receives webhooks (`ionflux activate FILE`, then `ionflux triggers`).',
-            "dim",
-        )
+    today = (
+        "The web UI and the HTTP API come next; today `ionflux run FILE` runs flows, `ionflux plan TEXT` drafts one,",
+        "and the server below receives webhooks (`ionflux activate FILE`, then `ionflux triggers`).",
     )
+    print(style("\n" + "\n".join(today), "dim"))
     return 1 if invalid else 0
 
 
