@@ -29,6 +29,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not result.valid:
         console.print(Text(result.problems, style="red"))
         return 1
+    console.print(result.cost)
     if args.output:
         console.print(f"written to {args.output}; check it with: ionflux validate {args.output}")
     return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
+from copilot.cost import forecast
 from copilot.offline import Catalog, plan, to_flow
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
@@ -24,6 +26,7 @@ class Draft:
     problems: str  # the validator's words when not valid
     planner: str
     latency_ms: float
+    cost: str = ""  # the forecast in words (valid flows only)
 
 
 @cache
@@ -37,8 +40,8 @@ def draft(text: str, *, flow_id: str = "planned-flow", registry: Registry | None
     types = registry or builtin_registry()
     document = to_flow(plan(text, _catalog(types), SENDERS), flow_id)
     try:
-        load_flow(document, "<planned>", registry=types)
-        valid, problems = True, ""
+        flow = load_flow(document, "<planned>", registry=types)
     except FlowValidationError as e:
-        valid, problems = False, str(e)
-    return Draft(document, valid, problems, "offline", (time.perf_counter() - started) * 1000)
+        return Draft(document, False, str(e), "offline", (time.perf_counter() - started) * 1000)
+    cost = forecast(flow, types, datetime.now(UTC)).describe()
+    return Draft(document, True, "", "offline", (time.perf_counter() - started) * 1000, cost)

@@ -132,3 +132,23 @@ def test_ionflux_plan_and_ionflux_eval_with_the_offline_planner(tmp_path: Path) 
         "offline",
     )
     assert done.returncode == 0 and "node_f1" in done.stdout
+
+
+def test_the_cost_forecast_counts_a_months_cron_runs_and_foreach_items() -> None:
+    from datetime import UTC, datetime
+
+    from copilot.cost import EXPECTED_ITEMS, forecast
+    from engine.dsl.validator import load_flow
+    from engine.nodetypes.builtin import builtin_registry
+
+    registry = builtin_registry()
+    scheduled = load_flow(draft(REQUESTS[0]).yaml, "a.yaml", registry=registry)
+    cost = forecast(scheduled, registry, datetime(2026, 12, 1, tzinfo=UTC))
+    assert cost.runs_per_month == 22  # weekdays from 1 to 30 December 2026 at 07:15 Madrid
+    assert cost.per_month == round(cost.per_run * 22, 4) and cost.per_run > 0
+    assert "22 runs a month" in cost.describe()
+    looped = load_flow(draft(REQUESTS[4]).yaml, "b.yaml", registry=registry)
+    per_loop = forecast(looped, registry, datetime(2026, 12, 1, tzinfo=UTC))
+    assert per_loop.runs_per_month is None and per_loop.per_item > 0
+    assert per_loop.per_run == round(per_loop.fixed + per_loop.per_item * EXPECTED_ITEMS, 4)
+    assert "depends on how often" in per_loop.describe()
