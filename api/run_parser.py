@@ -110,6 +110,8 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     p.add_argument("-o", "--output", metavar="FILE.yaml", help="write the flow there (default: print it)")
     p.add_argument("--id", default="planned-flow", help="the flow's id")
+    p.add_argument("--model", metavar="ALIAS", help="plan with this model alias (IONFLUX_LLM_MODELS) instead, repaired")
+    p.add_argument("--attempts", type=int, default=3, help="with --model: how many answers the validator may refuse")
     p.set_defaults(func=_lazy_from("api.copilot_commands", "cmd_plan"))
 
     p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")

@@ -200,3 +200,30 @@ def test_the_documented_command_runs_the_ticket_summary_blueprint_on_the_local_m
     assert isinstance(outputs["customer"], str) and isinstance(outputs["order"], str) and outputs["draft"].strip()
     shown = ionflux(tmp_path, "run-show", summary["id"], llm_models=models)
     assert shown.returncode == 0 and "openai/smollm2 · " in shown.stdout and " tokens · " in shown.stdout
+
+
+def test_jules_plans_with_the_local_model_a_valid_flow_or_a_clear_failure(local_llm: str, tmp_path: Path) -> None:
+    """The repair loop against a real (tiny) model: whatever it writes, the answer is a valid flow or a clear
+    failure, never an invalid flow."""
+    route = {"model": "openai/smollm2", "api_base": local_llm, "api_key": "none"}
+    models = json.dumps({"default": route})
+    out = tmp_path / "planned.yaml"
+    request = "Every day at 9 Lisbon time, fetch https://example.com/api/orders and post a summary to #sales on Slack."
+    done = ionflux(
+        tmp_path,
+        "plan",
+        request,
+        "--model",
+        "default",
+        "--attempts",
+        "2",
+        "-o",
+        str(out),
+        timeout=400,
+        llm_models=models,
+    )
+    assert "planner: model:openai/smollm2" in done.stderr, done.stderr
+    if done.returncode == 0:
+        assert ionflux(tmp_path, "validate", str(out)).returncode == 0
+    else:
+        assert done.returncode == 1 and "error[copilot.no_valid_flow]" in done.stderr and not out.exists()

@@ -1,0 +1,74 @@
+"""Jules with a model (copilot.model_planner) against litellm's scripted provider: the repair loop feeds the
+validator's located errors back, gives up with a clear failure, never returns an invalid flow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from copilot.model_planner import catalog_text, plan_with_model, prompt
+from engine.nodetypes.builtin import builtin_registry
+from tests import llm_script
+from tests.llm_script import Script
+
+REQUEST = "Every weekday at 8:30 Lisbon time, fetch https://shop.example.com/api/orders and post a summary to #sales."
+BROKEN = """```yaml
+fluxgraph: 1
+id: orders
+triggers: [{type: cron, cron: "30 8 * * 1-5", timezone: Europe/Lisbon}]
+nodes:
+  - {id: fetch, type: http.fetch, with: {url: "https://shop.example.com/api/orders"}}
+```"""
+FIXED = """Here it is:
+```yaml
+fluxgraph: 1
+id: orders
+triggers: [{type: cron, cron: "30 8 * * 1-5", timezone: Europe/Lisbon}]
+secrets: [slack_bot_token]
+nodes:
+  - id: fetch
+    type: http.request
+    with: {url: "https://shop.example.com/api/orders"}
+    permissions: {net: [shop.example.com]}
+  - id: post
+    type: slack.post
+    needs: [fetch]
+    with: {token: "{{ secrets.slack_bot_token }}", channel: "#sales", text: "{{ nodes.fetch.output.body }}"}
+```"""
+
+
+@pytest.fixture
+def script() -> Iterator[Script]:
+    yield llm_script.install()
+
+
+def test_the_validators_errors_go_back_and_the_repaired_flow_is_returned(script: Script) -> None:
+    script.answers = [BROKEN, FIXED]
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
+    assert draft.valid and draft.attempts == 2 and draft.yaml is not None and "slack.post" in draft.yaml
+    feedback = script.requests[1]["messages"][-1]["content"]
+    assert "http.fetch" in feedback and "validator refused" in feedback  # the located error, sent back
+    assert draft.tokens_in > 0 and draft.tokens_out > 0 and draft.planner == "model:scripted/any"
+
+
+def test_no_valid_flow_after_the_attempts_is_a_clear_failure_with_no_yaml(script: Script) -> None:
+    script.answers = [BROKEN, BROKEN, "not yaml: [at all"]
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", attempts=3)
+    assert not draft.valid and draft.yaml is None and draft.attempts == 3
+    assert "no valid flow after 3 attempts" in draft.problems
+
+
+def test_an_unreachable_model_is_a_clear_failure(script: Script) -> None:
+    script.answers = [llm_script.http_error(__import__("litellm").ServiceUnavailableError, 503)]
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
+    assert not draft.valid and draft.yaml is None and "could not be reached" in draft.problems
+
+
+def test_the_prompt_carries_only_what_exists_and_stays_small() -> None:
+    registry = builtin_registry()
+    text = prompt(REQUEST, registry, ("slack_bot_token",), "default")
+    listed = [line.split(":")[0][2:] for line in catalog_text(REQUEST, registry).splitlines()]
+    assert set(listed) <= {t.name for t in registry} and "http.request" in listed
+    assert "slack_bot_token" in text and REQUEST in text
+    assert len(text) / 4 < 4000  # ~4 characters a token: under 4k tokens
