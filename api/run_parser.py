@@ -118,7 +118,7 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("set", choices=("indomain", "taskbench"))
     p.add_argument("--data", required=True, metavar="FILE.jsonl", help="the gold records")
     p.add_argument("--predictions", metavar="FILE.jsonl", help="one prediction per record id (else --planner)")
-    p.add_argument("--planner", choices=("offline",), help="plan each record now with this planner")
+    p.add_argument("--planner", help="plan each record now: offline, or model:ALIAS (an IONFLUX_LLM_MODELS route)")
     p.add_argument("--catalog", metavar="FILE.json", help="taskbench: the tool catalog (tool_desc.json)")
     p.add_argument("--limit", type=int, help="only the first N records")
     p.add_argument("--out", metavar="FILE.json", help="write the results (per record too) as JSON")

@@ -61,10 +61,14 @@ def from_file(path: Path, kind: str) -> Predict:
 
 def planner(name: str, kind: str, catalog: Path | None) -> Predict:
     """Plan each record now: ``offline`` is Jules's offline planner (over the node catalog for in-domain, over
-    the data set's tool catalog for TaskBench)."""
+    the data set's tool catalog for TaskBench); ``model:ALIAS`` is Jules with a model (in-domain)."""
     from copilot.offline import Catalog, plan_tools
     from copilot.planning import draft
 
+    if name != "offline" and not name.startswith("model:"):
+        raise SystemExit(f"error: no planner {name!r}: use offline, or model:ALIAS")
+    if kind == "taskbench" and name.startswith("model:"):
+        raise SystemExit("error: TaskBench runs the offline planner only for now (--planner offline)")
     if kind == "taskbench":
         if catalog is None:
             raise SystemExit("error: taskbench needs --catalog FILE (its tool_desc.json)")
@@ -79,11 +83,47 @@ def planner(name: str, kind: str, catalog: Path | None) -> Predict:
 
         return predict_tools
 
+    if name.startswith("model:"):
+        return _model_planner(name.removeprefix("model:"))
+
     def predict_flow(record: dict[str, Any]) -> Prediction:
         result = draft(record["instruction"], flow_id=f"plan-{record['id']}".lower())
         return Prediction(document=result.yaml, latency_ms=result.latency_ms, planner=result.planner)
 
     return predict_flow
+
+
+def _model_planner(alias: str) -> Predict:
+    """Jules with a model: ``alias`` is a route of IONFLUX_LLM_MODELS (or a litellm model name)."""
+    from api.settings import Settings
+    from copilot.model_planner import plan_with_model
+    from engine.nodetypes.builtin import builtin_registry
+    from engine.steps.llm import LlmSettings
+
+    settings = Settings()
+    route, _ = LlmSettings(settings.model_routes(), settings.llm_api_base).route(alias)
+
+    def predict(record: dict[str, Any]) -> Prediction:
+        result = plan_with_model(
+            record["instruction"],
+            builtin_registry(),
+            model=route.model,
+            api_base=route.api_base,
+            api_key=route.api_key,
+            alias=alias,
+            timeout=settings.llm_timeout_seconds,
+        )
+        return Prediction(
+            document=result.yaml,
+            latency_ms=result.latency_ms,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost_usd=result.cost_usd,
+            planner=result.planner,
+            error=None if result.valid else result.problems[:500],
+        )
+
+    return predict
 
 
 def valid(document: str | None) -> bool:

@@ -72,3 +72,33 @@ def test_the_prompt_carries_only_what_exists_and_stays_small() -> None:
     assert set(listed) <= {t.name for t in registry} and "http.request" in listed
     assert "slack_bot_token" in text and REQUEST in text
     assert len(text) / 4 < 4000  # ~4 characters a token: under 4k tokens
+
+
+def test_the_evaluation_harness_runs_the_model_planner(script: Script) -> None:
+    from evals import harness
+
+    records = [
+        {
+            "id": "r1",
+            "lang": "en",
+            "instruction": REQUEST,
+            "nodes": [],
+            "edges": [],
+            "key_params": {},
+            "triggers": [{"type": "cron", "cron": "30 8 * * 1-5", "timezone": "Europe/Lisbon", "cron_exact": True}],
+        },
+        {
+            "id": "r2",
+            "lang": "en",
+            "instruction": "anything",
+            "nodes": [],
+            "edges": [],
+            "key_params": {},
+            "triggers": [{"type": "manual"}],
+        },
+    ]
+    script.answers = [FIXED, BROKEN, BROKEN, BROKEN]  # r1 valid at once; r2 never
+    report = harness.evaluate("indomain", records, harness.planner("model:scripted/any", "indomain", None))
+    assert report["overall"]["validity"] == 50.0 and report["overall"]["cron_exact"] == 100.0
+    assert report["planner"] == "model:scripted/any" and report["cost"]["failures"] == 1
+    assert report["cost"]["tokens_in"] > 0
