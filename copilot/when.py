@@ -12,10 +12,11 @@ knows works), with the few exonyms and region names people write instead (Lisboa
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import available_timezones
+
+from copilot.lexicon import fold
 
 # weekday numbers (cron: 0 = Sunday) by the names people write, in the three languages
 WEEKDAYS = {
@@ -68,12 +69,6 @@ class Trigger:
     exact: bool = True
     subject: str | None = None
     source: str | None = None
-
-
-def fold(text: str) -> str:
-    """Lower case without accents, so one pattern reads 'às', 'as' and 'miércoles'."""
-    lowered = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in lowered if not unicodedata.combining(c))
 
 
 def triggers(text: str, services: tuple[str, ...] = ()) -> list[Trigger]:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from evals import cron_match
-from evals.flowshape import Shape
+from evals.counts import count, f1
+from evals.flowshape import CODE_TYPES, Shape
 
 CONTROL = ("foreach", "approval", "if", "on_failure")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h|days?|d)\b")
@@ -42,8 +43,8 @@ class Tally:
             "trigger_accuracy": _pct(self.trigger_ok, self.records),
             "cron_exact": _pct(self.cron_ok, self.cron_total),
             "timezone_match": _pct(self.tz_ok, self.tz_total),
-            "node_f1": _f1(self.node),
-            "edge_f1": _f1(self.edge),
+            "node_f1": f1(self.node),
+            "edge_f1": f1(self.edge),
             "key_param_recall": _pct(self.params_found, self.params_total),
             "validity": _pct(self.valid, self.records),
         }
@@ -83,11 +84,11 @@ def add(tally: Tally, gold: dict[str, Any], shape: Shape, valid: bool) -> None:
             tally.tz_total += 1
             against = (matched or crons)[:1]
             tally.tz_ok += bool(against) and same_zone(trigger["timezone"], str(against[0].get("timezone") or ""))
-    gold_nodes = Counter(_fold(n["type"]) for n in gold["nodes"])
-    _count(tally.node, gold_nodes, Counter(shape.node_types))
-    types = {n["id"]: _fold(n["type"]) for n in gold["nodes"]}
+    gold_nodes = Counter(CODE_TYPES.get(n["type"], n["type"]) for n in gold["nodes"])
+    count(tally.node, gold_nodes, Counter(shape.node_types))
+    types = {n["id"]: CODE_TYPES.get(n["type"], n["type"]) for n in gold["nodes"]}
     gold_edges = Counter((types[a], types[b]) for a, b in gold["edges"])
-    _count(tally.edge, gold_edges, Counter(shape.edges))
+    count(tally.edge, gold_edges, Counter(shape.edges))
     for key, value in gold.get("key_params", {}).items():
         for item in value if isinstance(value, list) else [value]:
             tally.params_total += 1
@@ -164,27 +165,5 @@ def _uses(gold: dict[str, Any], feature: str) -> bool:
     return any(n.get(feature) for n in gold["nodes"])
 
 
-def _fold(node_type: str) -> str:
-    return {"code.js": "code", "code.python": "code"}.get(node_type, node_type)
-
-
-def _count(totals: Counter[str], gold: Counter[Any], have: Counter[Any]) -> None:
-    tp = sum((gold & have).values())
-    totals["tp"] += tp
-    totals["fp"] += sum(have.values()) - tp
-    totals["fn"] += sum(gold.values()) - tp
-
-
 def _pct(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(100 * part / whole, 1)
-
-
-def _f1(counts: Counter[str]) -> float | None:
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-    if tp + fp == 0 or tp + fn == 0:
-        return None if tp + fp + fn == 0 else 0.0
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    return 0.0 if tp == 0 else round(100 * 2 * precision * recall / (precision + recall), 1)
-
-
-Validator = Callable[[str], bool]

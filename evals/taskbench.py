@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.counts import count, f1
+
 
 @dataclass(frozen=True)
 class Tool:
@@ -34,26 +36,9 @@ def score(records: Iterable[tuple[dict[str, Any], set[str], set[tuple[str, str]]
     """``records``: (gold record, predicted tool names, predicted links) -> node and edge F1."""
     node: Counter[str] = Counter()
     edge: Counter[str] = Counter()
-    count = 0
+    seen = 0
     for gold, tools, links in records:
-        count += 1
-        _count(node, {n["task"] for n in gold["task_nodes"]}, tools)
-        _count(edge, {(link["source"], link["target"]) for link in gold["task_links"]}, links)
-    return {"records": count, "overall": {"node_f1": _f1(node), "edge_f1": _f1(edge)}}
-
-
-def _count(totals: Counter[str], gold: set[Any], have: set[Any]) -> None:
-    tp = len(gold & have)
-    totals["tp"] += tp
-    totals["fp"] += len(have) - tp
-    totals["fn"] += len(gold) - tp
-
-
-def _f1(counts: Counter[str]) -> float | None:
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-    if tp + fp + fn == 0:
-        return None
-    if tp == 0:
-        return 0.0
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    return round(100 * 2 * precision * recall / (precision + recall), 1)
+        seen += 1
+        count(node, Counter({n["task"] for n in gold["task_nodes"]}), Counter(tools))
+        count(edge, Counter({(link["source"], link["target"]) for link in gold["task_links"]}), Counter(links))
+    return {"records": seen, "overall": {"node_f1": f1(node), "edge_f1": f1(edge)}}

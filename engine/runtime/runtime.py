@@ -51,7 +51,9 @@ T = TypeVar("T")
 #: how long a finished step's result is retried against an unreachable database before the attempt is given up
 #: (it is then re-run from the queue: at-least-once, never lost)
 RECORD_PATIENCE_SECONDS = 300.0
-EVENT_SYNC_SECONDS = 2.0  # how soon a newly activated event trigger starts consuming
+EVENT_SYNC_SECONDS = 2.0
+# how soon an event another process accepted (``ionflux publish``) is started
+INBOX_POLL_SECONDS = 1.0  # how soon a newly activated event trigger starts consuming
 
 
 def retrying(fn: Callable[[], T], patience: float = RECORD_PATIENCE_SECONDS) -> T:
@@ -122,7 +124,8 @@ class Runtime:
         self._wake = threading.Event()
         self.triggers = Triggers(self.db, lambda version: self.orchestrator.plan(version).flow)
         self.scheduler = False  # whether this process fires cron triggers (`ionflux up`, `ionflux scheduler`)
-        self.events = EventTriggers(self.triggers, self.bus, accepted=self._wake.set)
+        self.events = EventTriggers(self.triggers, self.bus, accepted=self._inbox_has_news)
+        self._inbox_news = threading.Event()  # an event was accepted here: dispatch now, not at the next poll
         self._inflight: set[str] = set()
         self._to_release: list[Work] = []
         self._inflight_lock = threading.Lock()
@@ -240,7 +243,7 @@ class Runtime:
                 log.warning("heartbeat: %s: %s", type(e).__name__, e)
 
     def _tick(self) -> None:
-        last_reconcile = last_sync = 0.0
+        last_reconcile = last_sync = last_inbox = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             # each duty on its own: one that fails (the NATS server away) must not stop the others
@@ -250,8 +253,12 @@ class Runtime:
                 last_sync = now
             ok &= self._duty("timers", self.orchestrator.fire_due_timers)
             if self.scheduler:
-                ok &= self._duty("cron triggers", self.triggers.fire_due)
-            ok &= self._duty("trigger inbox", self.dispatch_triggers)
+                ok &= self._duty("cron triggers", self._fire_crons)
+            # the inbox is polled once a second (other processes accept events too), at once after news here
+            if self._inbox_news.is_set() or now - last_inbox >= INBOX_POLL_SECONDS:
+                self._inbox_news.clear()
+                ok &= self._duty("trigger inbox", self.dispatch_triggers)
+                last_inbox = now
             if self._to_release:
                 ok &= self._duty("releases", self._release_pending)
             if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
@@ -276,6 +283,14 @@ class Runtime:
         except Exception as e:  # the database away, say: keep ticking, it comes back
             log.warning("ticker (%s): %s: %s", name, type(e).__name__, e)
             return False
+
+    def _fire_crons(self) -> None:
+        if self.triggers.fire_due():
+            self._inbox_news.set()
+
+    def _inbox_has_news(self) -> None:
+        self._inbox_news.set()
+        self._wake.set()
 
     def dispatch_triggers(self) -> list[str]:
         """Start the runs of accepted trigger events (each exactly once, whichever process gets there first)."""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.steps.call import StepCall, StepFailure
-from engine.steps.sandbox import Limits
+from engine.steps.sandbox import Limits, returned_json
 from engine.steps.wasm import SandboxPolicy
 
 STACK_BYTES = 1024 * 1024
@@ -106,13 +106,7 @@ def run(call: StepCall, policy: SandboxPolicy) -> Any:
     if text.startswith("\0"):
         code_, message, hint = _REFUSED[text[1:]]
         raise StepFailure(code_, message, hint=hint)
-    if len(text) > limits.output_bytes:
-        raise StepFailure(
-            "sandbox.output_too_large",
-            f"main(input) returned {len(text):,} bytes of JSON, over the {limits.output_bytes:,} byte limit",
-            hint="return less, or raise permissions.output_bytes within the operator's maximum",
-        )
-    return json.loads(text)
+    return returned_json(text, limits)
 
 
 def _cap_linear_memory(context: Any, limit: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.steps import python_component
 from engine.steps.call import StepCall, StepFailure
-from engine.steps.sandbox import Limits, Sandbox
+from engine.steps.sandbox import Limits, Sandbox, returned_json
 from engine.steps.wasm import SandboxPolicy
 
 MODULES = (
@@ -40,13 +40,7 @@ def run(call: StepCall, sandbox: Sandbox, policy: SandboxPolicy) -> Any:
     if outcome.value.tag != "ok":
         raise _failure(json.loads(outcome.value.payload), limits)
     text: str = outcome.value.payload
-    if len(text) > limits.output_bytes:
-        raise StepFailure(
-            "sandbox.output_too_large",
-            f"main(input) returned {len(text):,} bytes of JSON, over the {limits.output_bytes:,} byte limit",
-            hint="return less, or raise permissions.output_bytes within the operator's maximum",
-        )
-    return json.loads(text)
+    return returned_json(text, limits)
 
 
 def _failure(error: dict[str, Any], limits: Limits) -> StepFailure:

@@ -22,6 +22,7 @@ import atexit
 import errno
 import gc
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -380,6 +381,17 @@ def _log_failure(limits: Limits, subject: str = MODULE) -> StepFailure:
         f"{subject} wrote more than {limits.log_bytes:,} bytes {where}",
         hint="log less: the log is for short progress and error messages",
     )
+
+
+def returned_json(text: str, limits: Limits) -> Any:
+    """What inline code's ``main`` returned (JSON text), parsed, within the output limit."""
+    if len(text) > limits.output_bytes:
+        raise StepFailure(
+            "sandbox.output_too_large",
+            f"main(input) returned {len(text):,} bytes of JSON, over the {limits.output_bytes:,} byte limit",
+            hint="return less, or raise permissions.output_bytes within the operator's maximum",
+        )
+    return json.loads(text)
 
 
 def _trap_reason(trap: wasmtime.Trap | wasmtime.WasmtimeError) -> str:
