@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable
 
 
@@ -113,6 +114,15 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--model", metavar="ALIAS", help="plan with this model alias (IONFLUX_LLM_MODELS) instead, repaired")
     p.add_argument("--attempts", type=int, default=3, help="with --model: how many answers the validator may refuse")
     p.set_defaults(func=_lazy_from("api.copilot_commands", "cmd_plan"))
+
+    p = add("chat", "Talk with Jules in the terminal: a flow drafted, edited by proposals you accept, then saved.")
+    p.add_argument("--model", metavar="ALIAS", help="the model alias Jules uses (default: IONFLUX_MODEL, else offline)")
+    p.add_argument("--offline", action="store_true", help="use the offline planner even if IONFLUX_MODEL is set")
+    p.add_argument("--session", metavar="ID", help="continue a stored session")
+    p.add_argument("--from", dest="start", metavar="FILE.yaml", help="start from an existing flow")
+    p.add_argument("-o", "--output", metavar="FILE.yaml", help="where /save writes (default: <flow id>.yaml)")
+    p.add_argument("--user", default=os.environ.get("USER", ""), help="who accepts the changes (recorded)")
+    p.set_defaults(func=_lazy_from("api.chat_commands", "cmd_chat"))
 
     p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")
     p.add_argument("set", choices=("indomain", "taskbench"))

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='model aliases as JSON, e.g. {"default": "openai/gpt-4o-mini", "smart": {"model": ...}}',
     )
+    model: str | None = Field(
+        None, description="the model alias Jules (the co-pilot) uses, e.g. default; unset: the offline planner"
+    )
     llm_api_base: str | None = Field(None, description="OpenAI-compatible server (llama.cpp, Ollama) for all aliases")
     llm_timeout_seconds: float = Field(120.0, gt=0)
     bind: str = Field("127.0.0.1:8080", description="host:port the HTTP server listens on (port 0: any free one)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from copilot.edits import located
 from copilot.offline import Catalog
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
@@ -107,7 +108,7 @@ def plan_with_model(
         try:
             load_flow(text, "<jules>", registry=registry)
         except FlowValidationError as e:
-            draft.problems = str(e)
+            draft.problems = located(e)
             messages += [
                 {"role": "assistant", "content": answer},
                 {

@@ -213,6 +213,51 @@ class WorkerRow(SQLModel, table=True):
     heartbeat_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
 
 
+class ChatSessionRow(SQLModel, table=True):
+    """A conversation with Jules and the flow draft it edits (the draft changes only when a change is accepted)."""
+
+    __tablename__ = "chat_sessions"
+    id: str = Field(primary_key=True, max_length=26)
+    title: str = ""
+    draft: str = ""  # the accepted FluxGraph YAML so far ("" before the first accepted proposal)
+    flow_id: str | None = Field(default=None, max_length=64)  # set once the draft is saved as a flow
+    created_by: str = Field(default="", max_length=120)
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class ChatMessageRow(SQLModel, table=True):
+    __tablename__ = "chat_messages"
+    id: str = Field(primary_key=True, max_length=26)
+    session_id: str = Field(foreign_key="chat_sessions.id", index=True, max_length=26)
+    role: str = Field(max_length=16)  # user | jules
+    content: str
+    author: str = Field(default="", max_length=120)  # the user, or the planner/model that answered
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class ChatChangeRow(SQLModel, table=True):
+    """A change Jules proposed to a session's draft, and what became of it (the audit trail of every edit)."""
+
+    __tablename__ = "chat_changes"
+    id: str = Field(primary_key=True, max_length=26)
+    session_id: str = Field(foreign_key="chat_sessions.id", index=True, max_length=26)
+    message_id: str = Field(max_length=26)  # Jules's message that proposed it
+    prompt: str  # what the user asked
+    planner: str = Field(max_length=120)  # offline, or model:<name>
+    operations: Any = _json()
+    before: str
+    after: str
+    diff: str
+    status: str = Field(max_length=16)  # pending | accepted | rejected | superseded
+    decided_by: str | None = Field(default=None, max_length=120)
+    decided_at: datetime | None = _when()
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
 flows: sa.Table = FlowRow.__table__  # type: ignore[attr-defined]
 flow_versions: sa.Table = FlowVersionRow.__table__  # type: ignore[attr-defined]
 runs: sa.Table = RunRow.__table__  # type: ignore[attr-defined]
@@ -226,3 +271,6 @@ trigger_inbox: sa.Table = TriggerInboxRow.__table__  # type: ignore[attr-defined
 secrets: sa.Table = SecretRow.__table__  # type: ignore[attr-defined]
 wasm_modules: sa.Table = WasmModuleRow.__table__  # type: ignore[attr-defined]
 workers: sa.Table = WorkerRow.__table__  # type: ignore[attr-defined]
+chat_sessions: sa.Table = ChatSessionRow.__table__  # type: ignore[attr-defined]
+chat_messages: sa.Table = ChatMessageRow.__table__  # type: ignore[attr-defined]
+chat_changes: sa.Table = ChatChangeRow.__table__  # type: ignore[attr-defined]
