@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from copilot import when
-from copilot.lexicon import fold, stem, tokens
+from copilot import thesaurus, when
+from copilot.lexicon import fold
 from engine.nodetypes.registry import NodeType
 
 _URL = re.compile(r"https?://[^\s)>\]\"'«»,]+")
@@ -51,7 +51,7 @@ _LABELS = re.compile(r"\b(?:as|into|como|en)\s+((?:[\w-]+\s*,\s*)+[\w-]+\s*(?:,\
 NOTIFY = {"slack.post", "discord.post", "email.send"}
 # verbs that open an action whatever the catalog (English stems; Portuguese and Spanish arrive translated)
 ACTION_VERBS = {
-    stem(w)
+    thesaurus.concept(w)
     for w in (
         "send",
         "post",
@@ -127,38 +127,103 @@ class Plan:
 
 
 class Catalog:
-    """Node types (or any named, described actions) to match clauses against, weighted by how rare a word is."""
+    """Node types (or any named, described actions) to match clauses against, weighted by how rare a concept is.
+
+    Each entry is read as concepts (copilot.thesaurus) with the weight of where they stand: its name says most,
+    then its keywords and the names of its parameters, then the examples its texts give ("eg. buy, sell"), then
+    the rest of its description. A keyword that reads as a sentence is a described parameter: its first word
+    names it, the rest describes it."""
 
     def __init__(self, entries: Iterable[tuple[str, str, Sequence[str]]]) -> None:
-        self.terms: dict[str, Counter[str]] = {}
+        self.terms: dict[str, dict[str, float]] = {}
         for name, description, keywords in entries:
-            words: Counter[str] = Counter()
-            for part in re.split(r"[._]", name):
-                words[stem(fold(part))] += 3  # the name says most
-            for word in tokens(description):
-                words[word] += 1
+            weights: dict[str, float] = {}
+            _weigh(weights, re.sub(r"[._]", " ", name), NAME_WEIGHT)
+            _weigh_text(weights, description, 1.0)
             for keyword in keywords:
-                for word in tokens(keyword):
-                    words[word] += 2
-            self.terms[name] = words
+                head, _, rest = keyword.strip().partition(" ")
+                if len(thesaurus.terms(keyword, broaden=False)) <= 3:
+                    _weigh(weights, keyword, 2.0)
+                else:
+                    _weigh(weights, head, PARAMETER_WEIGHT)
+                    _weigh_text(weights, rest, 0.5)
+            self.terms[name] = weights
+        self.order = {name: number for number, name in enumerate(self.terms)}  # ties go to the one listed first
         # the words a clause opens with when it starts a new action: every name part and keyword, and the verbs
         self.verbs = {w for words in self.terms.values() for w, weight in words.items() if weight >= 2} | ACTION_VERBS
         documents = len(self.terms) or 1
         seen = Counter(word for words in self.terms.values() for word in words)
         self.idf = {word: math.log(1 + documents / count) for word, count in seen.items()}
+        # what a name word no other entry has is worth: the unit evidence is measured in, whatever the catalog's size
+        self.unit = NAME_WEIGHT * math.log(1 + documents)
+        self.index: dict[str, list[tuple[str, float]]] = {}
+        for name, weights in self.terms.items():
+            for word, weight in weights.items():
+                self.index.setdefault(word, []).append((name, weight * self.idf[word]))
 
     @classmethod
     def of_types(cls, types: Iterable[NodeType]) -> Catalog:
         return cls((t.name, t.summary, t.keywords) for t in types)
 
     def rank(self, clause: str) -> list[tuple[float, str]]:
-        words = set(tokens(clause))
-        scored = []
-        for name, terms in self.terms.items():
-            score = sum(self.idf[w] * min(terms[w], 3) for w in words if w in terms)
-            if score > 0:
-                scored.append((score, name))
-        return sorted(scored, key=lambda s: (-s[0], s[1]))
+        scored = self._scores(thesaurus.terms(clause, head=True))
+        return sorted(((score, name) for name, (score, _) in scored.items()), key=lambda s: (-s[0], self.order[s[1]]))
+
+    def choose(self, clause: str, first: float, more: float) -> list[tuple[int, str]]:
+        """Every action a clause asks for, with the position of the word that names it: the best entry, then
+        again over the words it did not explain ("book a car and a room at the Plaza hotel" is two bookings),
+        while an entry scores at least ``first`` (the first) or ``more`` (each other), in units of a name word
+        that only one entry has."""
+        found = thesaurus.terms(clause, head=True)
+        chosen: list[tuple[int, str]] = []
+        while found:
+            scored = {name: value for name, value in self._scores(found).items() if value[1] < NOWHERE}
+            if not scored:
+                break
+            name, (score, position) = min(scored.items(), key=lambda item: (-item[1][0], self.order[item[0]]))
+            if score < (more if chosen else first) * self.unit:
+                break
+            chosen.append((position, name))
+            # the words that named it are used up, with what they imply
+            explained = self.terms[name]
+            used = {p for p, word, _ in found if word in explained}
+            found = [t for t in found if t[0] not in used]
+        return chosen
+
+    def _scores(self, found: list[tuple[int, str, float]]) -> dict[str, tuple[float, int]]:
+        """Entry -> (score, position of its first strong word) over a clause's concepts (each counted once, at its
+        strongest)."""
+        query: dict[str, tuple[float, int]] = {}
+        for position, word, weight in found:
+            if word in self.index and weight > query.get(word, (0.0, 0))[0]:
+                query[word] = (weight, position)
+        scores: dict[str, tuple[float, int]] = {}
+        for word, (weight, position) in query.items():
+            for name, value in self.index[word]:
+                score, first = scores.get(name, (0.0, NOWHERE))
+                strong = weight > thesaurus.LIGHT_WEIGHT and not thesaurus.is_light(word)
+                scores[name] = (score + value * weight, min(first, position) if strong else first)
+        return scores
+
+
+NAME_WEIGHT = 3.0
+PARAMETER_WEIGHT = 1.5  # what an action needs says less about it than what it is called
+NOWHERE = 1 << 30  # the position of an entry named by no strong word
+_EXAMPLES = re.compile(r"\b(?:e\.?g\.?|for example|such as|like)\s*[:,]?\s*(.*)", re.IGNORECASE)
+
+
+def _weigh(weights: dict[str, float], text: str, weight: float) -> None:
+    for _, word, share in thesaurus.terms(text, broaden=False):
+        weights[word] = max(weights.get(word, 0.0), weight * share)
+
+
+def _weigh_text(weights: dict[str, float], text: str, weight: float) -> None:
+    """A description: its examples ("eg. buy, sell, short") are concrete instances a request names, so they weigh
+    as much as a keyword."""
+    match = _EXAMPLES.search(text)
+    _weigh(weights, text[: match.start()] if match else text, weight)
+    if match:
+        _weigh(weights, match.group(1), 2.0)
 
 
 def plan(text: str, catalog: Catalog, services: tuple[str, ...] = ()) -> Plan:
@@ -219,7 +284,7 @@ def _clauses(sentence: str, catalog: Catalog) -> list[str]:
     pieces = [c.replace("\0", ".").strip() for c in _SPLIT.split(protected) if c and c.strip()]
     merged: list[str] = []
     for piece in pieces:
-        words = tokens(piece)
+        words = [word for _, word, _ in thesaurus.terms(piece, broaden=False)]
         starts_action = bool(words) and words[0] in catalog.verbs
         if merged and not starts_action and not _WHEN.search(fold(piece)) and not _EACH.search(fold(piece)):
             merged[-1] = f"{merged[-1]} {piece}"
@@ -485,13 +550,59 @@ def _title(text: str) -> str:
 
 
 def plan_tools(text: str, catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
-    """A tool graph for a request over a catalog of actions (TaskBench's): one tool per action clause, in the
-    order of the text, each needing the one before (the common shape of such requests); a tool named twice is
-    kept once."""
-    chosen: list[str] = []
+    """A tool graph for a request over a catalog of actions (TaskBench's): every action each clause asks for, in
+    the order the text names them, each needing the one before (the common shape of such requests); a tool named
+    twice is kept once, and a single action has no links. A sentence that only sets the scene ("I'm planning a
+    trip to Lisbon in May") names an action only on strong evidence."""
+    found: list[tuple[bool, int, int, str]] = []
+    number = 0
     for sentence in re.split(r"(?<=[.!?;])\s+", text.strip()):
-        for clause in _clauses(sentence, catalog):
-            action = _action(clause, catalog)
-            if action is not None and action not in chosen:
-                chosen.append(action)
-    return chosen, list(itertools.pairwise(chosen))
+        asks = _asks(sentence, catalog)
+        for clause in _pieces(sentence):
+            scene = not asks or _sets_the_scene(clause)
+            for position, name in catalog.choose(clause, TOOL_CONTEXT if scene else TOOL_FIRST, TOOL_MORE):
+                found.append((scene, number, position, name))
+            number += 1
+    # a tool's place is where a request names it (the scene may mention it first: "I have a meeting … organise it")
+    chosen = [name for *_, name in sorted(found)]
+    first = {name: (number, position) for scene, number, position, name in sorted(found, reverse=True)}
+    order = sorted(dict.fromkeys(chosen), key=lambda name: first[name])
+    return order, list(itertools.pairwise(order))
+
+
+# the evidence a clause of a request needs to name an action (in Catalog.unit: a name word only one entry has)
+TOOL_FIRST = 0.55
+TOOL_CONTEXT = 1.1  # and a clause that asks for nothing
+TOOL_MORE = 1.35  # and to name one more, from the words the first did not explain
+# what a sentence that asks for something says (a question, a request, a wish, a reminder)
+_REQUEST = re.compile(
+    r"\?|\b(can you|could|would|should|please|help|need|needs|want|wish|like to|love to|hoping|hope to|must|"
+    r"have to|plan to|planning to|intend|looking to|looking for|seeking|considering|thinking of|forget|remind|"
+    r"let's|appreciate|how about|great if|mind)\b"
+)
+
+
+def _asks(sentence: str, catalog: Catalog) -> bool:
+    """Whether a sentence asks for something: a question, a request or a wish, or an order (it opens with a verb
+    the catalog knows: "Install Zoom on my laptop")."""
+    plain = fold(sentence).replace("’", "'")
+    if _REQUEST.search(plain):
+        return True
+    words = [word for _, word, weight in thesaurus.terms(sentence, broaden=False) if word not in {"also", "then"}]
+    return bool(words) and words[0] in catalog.verbs and not re.match(r"\s*(i|we|i'm|i've|we're)\b", plain)
+
+
+def _sets_the_scene(clause: str) -> bool:
+    """A clause that tells how things are ("I have a team meeting at 10", "I've just downloaded an app") rather than
+    asking for something."""
+    plain = fold(clause).replace("’", "'")
+    return re.match(_SCENE, plain) is not None and _REQUEST.search(plain) is None
+
+
+_SCENE = r"\s*(i|we) ?('m|am|'ve|have|had|was|were|'re|are|just|recently|already|got)\b"
+
+
+def _pieces(sentence: str) -> list[str]:
+    """A sentence cut at the connectives between actions (a URL's dots kept)."""
+    protected = _URL.sub(lambda m: m.group(0).replace(".", "\0"), sentence)
+    return [c.replace("\0", ".").strip() for c in _SPLIT.split(protected) if c and c.strip()]
