@@ -57,8 +57,11 @@ def _chat(args: argparse.Namespace, settings: Settings, console: Console) -> int
     db = make_engine(settings.runtime_config().database_url)
     migrate(db)
     choice = None if args.offline else model_choice(settings, args.model)
+    from engine.runtime.secrets import SecretStore
+
     aliases = tuple(settings.model_routes())
-    jules = Jules(db, builtin_registry(), model=choice, aliases=aliases)
+    secrets = tuple(SecretStore(db, settings.key()).names())  # a model may use these and no other
+    jules = Jules(db, builtin_registry(), model=choice, aliases=aliases, secrets=secrets)
     start = Path(args.start).read_text("utf-8") if args.start else ""
     session = args.session or jules.start(user=args.user, draft=start)
     planner = f"model {choice.model}" if choice else "offline planner (no model configured: rules and the catalog)"

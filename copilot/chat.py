@@ -108,8 +108,9 @@ class Jules:
         *,
         model: ModelChoice | None = None,
         aliases: tuple[str, ...] = ("default",),
-        secrets: tuple[str, ...] = (),
+        secrets: tuple[str, ...] | None = None,
     ) -> None:
+        """``secrets``: the names of the user's secrets, which a model may use (None: unknown, not enforced)."""
         self.db = db
         self.registry = registry
         self.model = model
@@ -200,6 +201,7 @@ class Jules:
                 api_base=self.model.api_base,
                 api_key=self.model.api_key,
                 alias=self.aliases[0],
+                aliases=self.aliases,
                 secrets=self.secrets,
                 timeout=self.model.timeout,
             )

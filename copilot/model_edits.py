@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from copilot import grounding
 from copilot.edits import EditError, EditPlan, Operation, Proposal, propose
 from copilot.model_planner import catalog_text
+from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "edit_flow.md"
@@ -76,7 +78,7 @@ def edit_with_model(
     choice: ModelChoice,
     *,
     aliases: tuple[str, ...] = ("default",),
-    secrets: tuple[str, ...] = (),
+    secrets: tuple[str, ...] | None = None,
     attempts: int = 3,
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str], None] | None = None,
@@ -91,7 +93,7 @@ def edit_with_model(
     started = time.perf_counter()
     result = ModelEdit(None, "", "", 0, f"model:{choice.model}")
     messages: list[dict[str, str]] = [
-        {"role": "user", "content": edit_prompt(message, draft, registry, aliases, secrets)}
+        {"role": "user", "content": edit_prompt(message, draft, registry, aliases, secrets or ())}
     ]
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
@@ -101,10 +103,10 @@ def edit_with_model(
                 if on_token is not None
                 else _structured(messages, choice, max_tokens, result)
             )
-        except _ModelAway as e:
+        except ModelAway as e:
             result.problems = f"the model could not be reached: {e}"
             break
-        problems = _problems_of(plan, draft, registry, result) if plan is not None else answer
+        problems = _problems_of(plan, draft, registry, result, aliases, secrets) if plan is not None else answer
         if not problems:
             break
         result.problems = problems
@@ -120,11 +122,18 @@ def edit_with_model(
     return result
 
 
-class _ModelAway(Exception):
-    pass
+class ModelAway(Exception):
+    """The provider could not answer (refused, unreachable, timed out): no repair can help."""
 
 
-def _problems_of(plan: EditPlan, draft: str, registry: Registry, result: ModelEdit) -> str:
+def _problems_of(
+    plan: EditPlan,
+    draft: str,
+    registry: Registry,
+    result: ModelEdit,
+    aliases: tuple[str, ...],
+    secrets: tuple[str, ...] | None,
+) -> str:
     """'' when the plan applies and the result validates (then ``result`` holds it), else what is wrong."""
     if not plan.operations:
         return "the answer has no operations; give at least one"
@@ -134,6 +143,9 @@ def _problems_of(plan: EditPlan, draft: str, registry: Registry, result: ModelEd
         return str(e)
     if not proposal.valid:
         return proposal.problems
+    invented = grounding.problems(load_flow(proposal.after, "<draft>", registry=registry), aliases, secrets)
+    if invented:
+        return "\n".join(invented)
     result.proposal, result.reply, result.problems = proposal, plan.reply, ""
     result.operations = tuple(plan.operations)
     return ""
@@ -142,18 +154,37 @@ def _problems_of(plan: EditPlan, draft: str, registry: Registry, result: ModelEd
 def _structured(
     messages: list[dict[str, str]], choice: ModelChoice, max_tokens: int, result: ModelEdit
 ) -> tuple[str, EditPlan | None]:
-    """One answer through instructor: the plan, or (the error text, None) when it is not an EditPlan."""
+    answer = call_structured(messages, choice, EditPlan, max_tokens, result)
+    if isinstance(answer, str):
+        return answer, None
+    return answer.model_dump_json(by_alias=True), answer
+
+
+class Metered(Protocol):
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def call_structured(
+    messages: list[dict[str, str]], choice: ModelChoice, shape: type[Answer], max_tokens: int, meter: Metered
+) -> Answer | str:
+    """One answer through instructor, as ``shape``; or, when the model answered something else, what was wrong
+    with it (for the repair loop). Raises :class:`ModelAway` when the provider could not answer at all."""
     import instructor
     import litellm
 
     mode = instructor.Mode.TOOLS if choice.mode == "tools" else instructor.Mode.JSON
     client = instructor.from_litellm(litellm.completion, mode=mode)
     try:
-        plan, completion = client.chat.completions.create_with_completion(
+        answer, completion = client.chat.completions.create_with_completion(
             model=choice.model,
             messages=messages,  # type: ignore[arg-type]
-            response_model=EditPlan,
-            max_retries=0,  # the repair loop here feeds back more than the schema's errors
+            response_model=shape,
+            max_retries=0,  # the caller's repair loop feeds back more than the schema's errors
             api_base=choice.api_base,
             api_key=choice.api_key,
             timeout=choice.timeout,
@@ -162,10 +193,10 @@ def _structured(
         )
     except Exception as e:
         if _schema_failure(e):
-            return f"the answer is not a valid edit plan: {_first_line(e)}", None
-        raise _ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
-    _meter(result, completion)
-    return plan.model_dump_json(by_alias=True), plan
+            return f"the answer is not a valid {shape.__name__}: {_first_line(e)}"
+        raise ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
+    _meter(meter, completion)
+    return answer
 
 
 def _streamed(
@@ -203,14 +234,14 @@ def _streamed(
                 if shown:
                     on_token(shown)
     except Exception as e:
-        raise _ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
+        raise ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
     with contextlib.suppress(Exception):  # usage is optional in a stream
         _meter(result, litellm.stream_chunk_builder(chunks, messages=messages))
     answer = "".join(parts)
     try:
         return answer, EditPlan.model_validate_json(_json_object(answer))
     except (ValidationError, ValueError) as e:
-        return f"the answer is not a valid edit plan: {_first_line(e)}", None
+        return f"the answer is not a valid EditPlan: {_first_line(e)}", None
 
 
 class ReplyField:
@@ -282,7 +313,7 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
-def _meter(result: ModelEdit, response: Any) -> None:
+def _meter(result: Metered, response: Any) -> None:
     import litellm
 
     usage = getattr(response, "usage", None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from copilot import grounding
 from copilot.edits import located
 from copilot.offline import Catalog
 from engine.dsl.issue import FlowValidationError
@@ -75,7 +76,8 @@ def plan_with_model(
     api_base: str | None = None,
     api_key: str | None = None,
     alias: str = "default",
-    secrets: tuple[str, ...] = (),
+    aliases: tuple[str, ...] | None = None,
+    secrets: tuple[str, ...] | None = None,
     attempts: int = 3,
     timeout: float = 120.0,
     max_tokens: int = 1200,
@@ -85,7 +87,10 @@ def plan_with_model(
 
     litellm.suppress_debug_info = True
     started = time.perf_counter()
-    messages: list[dict[str, str]] = [{"role": "user", "content": prompt(request, registry, secrets, alias)}]
+    """``aliases``: the model aliases a flow may use (default: ``alias``); ``secrets``: the user's secret names
+    (None: not known, so the flow may declare what it needs; a tuple: nothing else may be used)."""
+    allowed = aliases or (alias,)
+    messages: list[dict[str, str]] = [{"role": "user", "content": prompt(request, registry, secrets or (), alias)}]
     draft = ModelDraft(None, False, "", 0, f"model:{model}", 0.0)
     for attempt in range(1, attempts + 1):
         draft.attempts = attempt
@@ -106,9 +111,11 @@ def plan_with_model(
         answer = response.choices[0].message.content or ""
         text = _yaml_of(answer)
         try:
-            load_flow(text, "<jules>", registry=registry)
+            flow = load_flow(text, "<jules>", registry=registry)
+            draft.problems = "\n".join(grounding.problems(flow, allowed, secrets))
         except FlowValidationError as e:
             draft.problems = located(e)
+        if draft.problems:
             messages += [
                 {"role": "assistant", "content": answer},
                 {
@@ -119,7 +126,7 @@ def plan_with_model(
                 },
             ]
             continue
-        draft.yaml, draft.valid, draft.problems = text, True, ""
+        draft.yaml, draft.valid = text, True
         break
     else:
         draft.problems = f"no valid flow after {attempts} attempts; the last errors:\n{draft.problems}"

@@ -60,19 +60,19 @@ def from_file(path: Path, kind: str) -> Predict:
 
 
 def planner(name: str, kind: str, catalog: Path | None) -> Predict:
-    """Plan each record now: ``offline`` is Jules's offline planner (over the node catalog for in-domain, over
-    the data set's tool catalog for TaskBench); ``model:ALIAS`` is Jules with a model (in-domain)."""
+    """Plan each record now: ``offline`` is Jules's offline planner, ``model:ALIAS`` Jules with a model; both plan
+    over IONFLUX's node catalog for in-domain and over the data set's tool catalog for TaskBench."""
     from copilot.offline import Catalog, plan_tools
     from copilot.planning import draft
 
     if name != "offline" and not name.startswith("model:"):
         raise SystemExit(f"error: no planner {name!r}: use offline, or model:ALIAS")
-    if kind == "taskbench" and name.startswith("model:"):
-        raise SystemExit("error: TaskBench runs the offline planner only for now (--planner offline)")
     if kind == "taskbench":
         if catalog is None:
             raise SystemExit("error: taskbench needs --catalog FILE (its tool_desc.json)")
         tools = taskbench.load_catalog(catalog)
+        if name.startswith("model:"):
+            return _model_tool_planner(name.removeprefix("model:"), tools)
         actions = Catalog((t.id, t.desc, tuple(f"{n} {d}" for n, _, d in t.parameters)) for t in tools)
 
         def predict_tools(record: dict[str, Any]) -> Prediction:
@@ -124,6 +124,40 @@ def _model_planner(alias: str) -> Predict:
         )
 
     return predict
+
+
+def _model_tool_planner(alias: str, catalog: list[taskbench.Tool]) -> Predict:
+    """Jules with a model over the data set's tool catalog (copilot.model_tools), grounded and repaired."""
+    from copilot.model_tools import Tool, plan_tools_with_model
+
+    choice = _choice(alias)
+    tools = [Tool(t.id, t.desc, tuple((n, d) for n, _, d in t.parameters)) for t in catalog]
+
+    def predict(record: dict[str, Any]) -> Prediction:
+        result = plan_tools_with_model(record["instruction"], tools, choice)
+        graph = result.graph
+        return Prediction(
+            tools={n.task for n in graph.task_nodes} if graph else set(),
+            links={(x.source, x.target) for x in graph.task_links} if graph else set(),
+            latency_ms=result.latency_ms,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost_usd=result.cost_usd,
+            planner=result.planner,
+            error=None if graph else result.problems[:500],
+        )
+
+    return predict
+
+
+def _choice(alias: str) -> Any:
+    from api.settings import Settings
+    from copilot.model_edits import ModelChoice
+    from engine.steps.llm import LlmSettings
+
+    settings = Settings()
+    route, _ = LlmSettings(settings.model_routes(), settings.llm_api_base).route(alias)
+    return ModelChoice(route.model, route.api_base, route.api_key, settings.llm_timeout_seconds)
 
 
 def valid(document: str | None) -> bool:

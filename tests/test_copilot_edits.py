@@ -232,7 +232,7 @@ def test_the_model_is_told_what_failed_until_its_edit_validates(
     assert result.attempts == 4
     assert _node(_doc(result.proposal.after), "call_api")["timeout"] == "30s"
     feedback = [p[-1]["content"] for p in script.prompts[1:]]
-    assert "not a valid edit plan" in feedback[0]
+    assert "not a valid EditPlan" in feedback[0]
     assert "there is no node 'api'" in feedback[1]
     assert "timeout" in feedback[2] and "call_api" in feedback[2]  # the validator's located error
     assert len(retries) == 3

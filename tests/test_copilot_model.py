@@ -102,3 +102,25 @@ def test_the_evaluation_harness_runs_the_model_planner(script: Script) -> None:
     assert report["overall"]["validity"] == 50.0 and report["overall"]["cron_exact"] == 100.0
     assert report["planner"] == "model:scripted/any" and report["cost"]["failures"] == 1
     assert report["cost"]["tokens_in"] > 0
+
+
+def test_invented_model_aliases_and_secrets_go_back_to_the_model(script: Script) -> None:
+    invented = FIXED.replace(
+        "  - id: post",
+        "  - id: sum\n    type: llm.complete\n    needs: [fetch]\n"
+        '    with: {model: gpt-9, prompt: "{{ nodes.fetch.output.body }}"}\n  - id: post',
+    )
+    grounded = invented.replace("model: gpt-9", "model: default")
+    script.answers = [invented, grounded]
+    draft = plan_with_model(
+        REQUEST, builtin_registry(), model="scripted/any", aliases=("default", "smart"), secrets=("slack_bot_token",)
+    )
+    assert draft.valid and draft.attempts == 2
+    feedback = script.requests[1]["messages"][-1]["content"]
+    assert "node sum, field with.model: there is no model alias 'gpt-9'; use one of: default, smart" in feedback
+
+    script.answers = [FIXED, FIXED]
+    refused = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", secrets=("github_token",), attempts=2)
+    assert (
+        not refused.valid and "the user has no secret 'slack_bot_token' (they have: github_token)" in refused.problems
+    )
