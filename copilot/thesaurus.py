@@ -26,7 +26,7 @@ from copilot.lexicon import STOP, TRANSLATE, fold, stem
 SYNONYMS: dict[str, tuple[str, ...]] = {
     # commerce and money
     "buy": ("purchase", "shop", "shopping", "acquire"),
-    "sell": ("resell", "auction"),
+    "sell": ("resell", "auction", "sale", "resale"),
     "pay": ("payment", "settle", "repay", "payoff"),
     "bill": ("invoice", "utility", "utilities"),
     "stock": ("shares", "equity", "equities", "ticker"),

@@ -152,3 +152,64 @@ def test_the_cost_forecast_counts_a_months_cron_runs_and_foreach_items() -> None
     assert per_loop.runs_per_month is None and per_loop.per_item > 0
     assert per_loop.per_run == round(per_loop.fixed + per_loop.per_item * EXPECTED_ITEMS, 4)
     assert "depends on how often" in per_loop.describe()
+
+
+# an invented catalog for ordering: what matters is which clause asks for an action, not where it is first mentioned
+ERRANDS = Catalog(
+    [
+        ("water_plants", "Water the plants in a specific room", ("room The room whose plants to water",)),
+        ("walk_dog", "Walk a specific dog in a specific park", ("park The park to walk in",)),
+        ("bake_cake", "Bake a specific cake", ("cake The cake to bake",)),
+        ("organize_party", "Organize a party about a specific theme", ("theme The theme of the party",)),
+        ("text_friend", "Text a friend at a specific phone number", ("phone The phone number",)),
+    ]
+)
+
+
+def test_a_tool_takes_its_place_from_the_clause_that_asks_for_it() -> None:
+    # Given a wish that mentions the cake first, and a direct request that asks for the text first
+    text = "I want to bake a cake for Ana. Can you text my friend at 555-0100 so that we can decide which cake to bake?"
+    # When planned, Then the text comes first: the request orders the actions, the scene only mentions the cake
+    tools, links = plan_tools(text, ERRANDS)
+    assert tools == ["text_friend", "bake_cake"] and links == [("text_friend", "bake_cake")]
+
+
+def test_sequencing_words_move_clauses_in_english_portuguese_and_spanish() -> None:
+    # "…, but before that, X" puts X before the action just asked for
+    tools, _ = plan_tools("Please walk the dog in the park, but before that, water the plants in the kitchen.", ERRANDS)
+    assert tools == ["water_plants", "walk_dog"]
+    # "Y once X is done" puts X first; "first" puts an action before the others its sentence asks for
+    assert plan_tools("Please text my friend once the plants are watered.", ERRANDS)[0] == [
+        "water_plants",
+        "text_friend",
+    ]
+    assert plan_tools("Walk the dog, but first water the plants.", ERRANDS)[0] == ["water_plants", "walk_dog"]
+    # "Before X, Y": Y first; "then" and "after that" keep the order the request is written in
+    assert plan_tools("Before you walk the dog, water the plants.", ERRANDS)[0] == ["water_plants", "walk_dog"]
+    assert plan_tools("Bake a cake, then water the plants. After that, walk the dog.", ERRANDS)[0] == [
+        "bake_cake",
+        "water_plants",
+        "walk_dog",
+    ]
+    # the same words in Portuguese and Spanish, over a catalog written in those languages
+    local = Catalog(
+        [
+            ("regar_plantas", "Regar as plantas de um quarto", ()),
+            ("passear_cachorro", "Passear o cachorro num parque", ()),
+            ("regar_jardin", "Regar el jardin", ()),
+            ("pasear_perro", "Pasear al perro en un parque", ()),
+        ]
+    )
+    assert plan_tools("Passear o cachorro, mas antes disso, regar as plantas.", local)[0] == [
+        "regar_plantas",
+        "passear_cachorro",
+    ]
+    assert plan_tools("Pasear al perro una vez que regar el jardin.", local)[0] == ["regar_jardin", "pasear_perro"]
+
+
+def test_a_verb_alone_with_another_object_does_not_name_an_action() -> None:
+    # Given "organize" with an object the catalog entry is not about, Then no party is organised
+    assert plan_tools("Could you help me organize my errands and walk the dog?", ERRANDS)[0] == ["walk_dog"]
+    # but a verb whose object is a pronoun points back to what the request named ("organize it")
+    tools, _ = plan_tools("There is a pirate party on Friday. Can you organize it and bake a cake?", ERRANDS)
+    assert tools == ["organize_party", "bake_cake"]

@@ -25,6 +25,7 @@ def test_synonyms_and_inflections_meet_in_one_concept() -> None:
     assert thesaurus.concept("purchasing") == thesaurus.concept("buy")
     assert thesaurus.concept("reserving") == thesaurus.concept("booked")
     assert thesaurus.concept("shopping") == thesaurus.concept("shop")
+    assert thesaurus.concept("sale") == thesaurus.concept("selling")  # "put it up for sale"
     # "shares" (of a company) is stock, while "share" (a post) is sharing; "news" is not "new"
     assert thesaurus.concept("shares") == "stock" and thesaurus.concept("share") == "share"
     assert thesaurus.concept("news") == "news" and thesaurus.concept("new") != "news"
