@@ -9,34 +9,28 @@ Findings (each with the node, the field and the exact YAML to add):
   address, not one the author wrote down) or a write to a payment endpoint;
 - ``budget``: ``max_cion_per_run`` sized from the forecast with headroom, when the flow has no per-run cap.
 
-:func:`apply_advice` edits the YAML text in place (comments, layout and key order of everything else are kept),
-then checks that the text reads back as exactly the intended data and still validates with ``load_flow``.
+:func:`apply_advice` makes each finding's edits in the YAML text in place with :mod:`copilot.yamledit` (comments,
+layout and key order of everything else are kept; the result is checked to read back as exactly the intended data
+and to validate with ``load_flow``).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import yaml
-
 from copilot.cost import EXPECTED_ITEMS
-from engine.dsl.canonical import YamlDumper
+from copilot.yamledit import Edit, EditNotApplicable, Path, apply_edits, fragment
 from engine.dsl.expression import has_template, parse
 from engine.dsl.forecast import flow_forecast
 from engine.dsl.model import AnyNode, ApprovalNode, Flow, ForeachNode, StepNode
-from engine.dsl.source import parse_yaml, plain_scalar
-from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import builtin_registry
 from engine.nodetypes.registry import Registry
 
-Path = tuple[str | int, ...]
 Kind = Literal["retry", "timeout", "on_failure", "approval", "budget"]
 
 BUDGET_HEADROOM = 1.5  # real runs cost less than the forecast's upper bound, but prompts grow and loops vary
@@ -55,24 +49,12 @@ RECIPIENT_FIELDS = ("to", "cc", "bcc", "channel", "recipient", "recipients", "ph
 DATA_ROOTS = frozenset({"trigger", "nodes", "item"})
 
 
-class AdviceError(IonfluxError):
+class AdviceError(EditNotApplicable):
     """Raised when advice cannot be applied to a flow's text (it was made for another version of the flow, or the
-    text uses YAML the editor cannot change safely, such as an alias shared by two nodes)."""
+    text uses YAML the editor cannot change safely, such as an alias shared by two nodes): the editor's
+    :class:`~copilot.yamledit.EditNotApplicable` under advice's own code."""
 
     code = "copilot.advice_not_applicable"
-
-
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """One change to a YAML document: set ``key`` to ``value`` in the mapping at ``path`` (``()`` is the flow),
-    or, with ``insert``, put ``value`` into the list ``key`` of that mapping at that index. A new key goes after
-    the first of the keys in ``after`` the mapping has (else at its end)."""
-
-    path: Path
-    key: str
-    value: Any
-    insert: int | None = None
-    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +127,11 @@ def _resilience(node: AnyNode, path: Path, registry: Registry) -> Iterator[Advic
             # a retried write may be applied twice; the step's idempotency key lets the server drop the repeat
             edits.append(Edit((*path, "with"), "idempotency_key", True))
             why += "; `idempotency_key: true` makes a repeated write safe"
-        yield Advice("retry", node.id, "retry", _fragment(edits), why + ".", tuple(edits))
+        yield Advice("retry", node.id, "retry", fragment(edits), why + ".", tuple(edits))
     if node.timeout is None:
         edit = Edit(path, "timeout", TIMEOUT[kind])
         why = f"Without a timeout a hung call to {_what(kind)} holds a worker until the engine's own limit."
-        yield Advice("timeout", node.id, "timeout", _fragment([edit]), why, (edit,))
+        yield Advice("timeout", node.id, "timeout", fragment([edit]), why, (edit,))
 
 
 def _what(kind: str) -> str:
@@ -174,7 +156,7 @@ def _on_failure(flow: Flow, alert_to: str) -> Iterator[Advice]:
     service = {"slack.post": "the flow's Slack webhook", "discord.post": "the flow's Discord webhook"}
     where = service.get(alert["type"], alert_to)
     why = f"Nobody hears about a failed run today; this alerts {where} with the error and a link to the run."
-    yield Advice("on_failure", None, "on_failure", _fragment([edit]), why, (edit,))
+    yield Advice("on_failure", None, "on_failure", fragment([edit]), why, (edit,))
 
 
 def _alert_node(flow: Flow, alert_to: str) -> dict[str, Any]:
@@ -214,7 +196,7 @@ def _budget(flow: Flow, registry: Registry, items: int) -> Iterator[Advice]:
         f"The forecast is {per_run:g} C-ION per run{loop}; a cap at {BUDGET_HEADROOM:g}x stops a runaway loop "
         "or prompt before it spends more."
     )
-    yield Advice("budget", None, "budget.max_cion_per_run", _fragment([edit]), why, (edit,))
+    yield Advice("budget", None, "budget.max_cion_per_run", fragment([edit]), why, (edit,))
 
 
 def nice_ceiling(value: float) -> float:
@@ -311,66 +293,12 @@ def _approvals(flow: Flow, paths: Mapping[str, Path], registry: Registry) -> Ite
             Edit((), "nodes", approval, insert=index),
         )
         why = f"{where} {because} ({detail}): once it runs it cannot be undone, so a person approves it first."
-        yield Advice("approval", top.id, "needs", _fragment(edits), why[0].upper() + why[1:], edits)
+        yield Advice("approval", top.id, "needs", fragment(edits), why[0].upper() + why[1:], edits)
 
 
 def _free_id(wanted: str, taken: set[str]) -> str:
     base = wanted[:60]
     return next(f"{base}{i or ''}" for i in range(len(taken) + 2) if f"{base}{i or ''}" not in taken)
-
-
-# --- rendering ----------------------------------------------------------------------------------------------------
-
-
-class _Block(dict[str, Any]):
-    """A mapping written in block style however small: a ``key: value`` entry, a whole node."""
-
-
-class _Dumper(YamlDumper):
-    """``ionflux fmt``'s dumper (same quoting and line style), with :class:`_Block` mappings kept in block style."""
-
-
-def _represent_block(dumper: yaml.SafeDumper, value: _Block) -> yaml.MappingNode:
-    return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=False)
-
-
-_Dumper.add_representer(_Block, _represent_block)
-
-
-def _dump(value: Any) -> str:
-    return yaml.dump(
-        value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 30
-    )
-
-
-def _entry(key: str, value: Any) -> str:
-    """``key: value`` as block YAML; a node (a mapping with an ``id``) in block style too."""
-    return _dump(_Block({key: _as_nodes(value) if key in ("nodes", "on_failure", "do") else value}))
-
-
-def _as_nodes(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_Block(v) if isinstance(v, dict) else v for v in value]
-    return _Block(value) if isinstance(value, dict) else value
-
-
-def _fragment(edits: Iterable[Edit]) -> str:
-    """The edits as the YAML a person would paste: appended nodes as list items, the rest as ``key: value``."""
-    parts = []
-    for edit in edits:
-        where = _describe_path(edit.path)
-        if edit.insert is not None:
-            parts.append(
-                f"# new item {edit.insert} of {where + '.' if where else ''}{edit.key}:\n"
-                + _dump([_as_nodes(edit.value)]).rstrip()
-            )
-        else:
-            parts.append((f"# in {where}:\n" if where else "") + _entry(edit.key, edit.value).rstrip())
-    return "\n".join(parts)
-
-
-def _describe_path(path: Path) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
 
 
 # --- applying -----------------------------------------------------------------------------------------------------
@@ -382,177 +310,7 @@ def apply_advice(text: str, advice: Iterable[Advice], registry: Registry | None 
     Raises :class:`AdviceError` when the advice does not fit this text, and ``FlowValidationError`` if the result
     would not validate (neither should happen for advice made from this same text).
     """
-    return apply_edits(text, [edit for a in advice for edit in a.edits], registry, file)
-
-
-def apply_edits(text: str, edits: Sequence[Edit], registry: Registry | None = None, file: str = "<flow>") -> str:
-    """``text`` with ``edits`` made in place, checked to read back as exactly the intended data and to validate."""
-    expected = copy.deepcopy(parse_yaml(text, file).data)
-    # Paths are indices into the document as it was: set fields first, then insert list items from the last
-    # index back, so no edit moves what a later one points at.
-    inserts = sorted((e for e in edits if e.insert is not None), key=lambda e: -(e.insert or 0))
-    for edit in [*(e for e in edits if e.insert is None), *inserts]:
-        _edit_data(expected, edit, file)
-        text = _edit_text(text, edit, file)
-    got = parse_yaml(text, file).data
-    if got != expected:
-        raise AdviceError(
-            f"{file}: editing the YAML text in place changed more than the advice asked for",
-            hint="apply the advice by hand from its fragment, or run `ionflux fmt` on the flow and try again",
-        )
-    load_flow(text, file, registry=registry)
-    return text
-
-
-def _edit_data(data: Any, edit: Edit, file: str) -> None:
-    target = data
-    for part in edit.path:
-        try:
-            target = target[part]
-        except (KeyError, IndexError, TypeError):
-            raise _missing(edit, file) from None
-    if not isinstance(target, dict):
-        raise _missing(edit, file)
-    if edit.insert is not None:
-        target.setdefault(edit.key, []).insert(edit.insert, copy.deepcopy(edit.value))
-    else:
-        target[edit.key] = copy.deepcopy(edit.value)
-
-
-def _missing(edit: Edit, file: str) -> AdviceError:
-    return AdviceError(
-        f"{file}: there is no mapping at {_describe_path(edit.path) or 'the top level'} to set `{edit.key}` in",
-        hint="the advice was made for another version of this flow: ask for advice on the current text",
-    )
-
-
-def _edit_text(text: str, edit: Edit, file: str) -> str:
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    mapping = _find(root, edit.path)
-    if not isinstance(mapping, yaml.MappingNode):
-        raise _missing(edit, file)
-    pair = next(((k, v) for k, v in mapping.value if k.value == edit.key), None)
-    if edit.insert is not None and pair is not None:
-        if not isinstance(pair[1], yaml.SequenceNode):
-            raise _missing(edit, file)
-        return _insert_item(text, pair[1], edit.insert, edit.value)
-    value = [edit.value] if edit.insert is not None else edit.value
-    if mapping.flow_style:
-        return _set_in_flow(text, mapping, pair, edit.key, value)
-    keys = {k.value: v for k, v in mapping.value}
-    anchor = next((keys[k] for k in edit.after if k in keys), mapping)
-    return _set_in_block(text, mapping, pair, edit.key, value, anchor)
-
-
-def _find(node: yaml.Node | None, path: Path) -> yaml.Node | None:
-    for part in path:
-        if isinstance(part, int) and isinstance(node, yaml.SequenceNode) and part < len(node.value):
-            node = node.value[part]
-        elif isinstance(part, str) and isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
-        else:
-            return None
-    return node
-
-
-def _content_end(text: str, node: yaml.Node) -> int:
-    """The index just after the last character of ``node``'s own text (a block collection's end mark lies after
-    the blank lines and comments that follow it; a block scalar's after its final line breaks)."""
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.flow_style and node.value:
-        last = node.value[-1]
-        return _content_end(text, last[1] if isinstance(node, yaml.MappingNode) else last)
-    end = node.end_mark.index
-    while end > node.start_mark.index and text[end - 1] in " \t\r\n":
-        end -= 1
-    return end
-
-
-def _line_end(text: str, index: int) -> int:
-    found = text.find("\n", index)
-    return len(text) if found == -1 else found
-
-
-def _indented(lines: str, column: int) -> str:
-    """Multi-line YAML placed at ``column``: the first line where the cursor is, the rest indented to it."""
-    return ("\n" + " " * column).join(lines.rstrip("\n").split("\n"))
-
-
-def _set_in_block(
-    text: str,
-    mapping: yaml.MappingNode,
-    pair: tuple[yaml.Node, yaml.Node] | None,
-    key: str,
-    value: Any,
-    anchor: yaml.Node,
-) -> str:
-    """Replace ``key``'s entry, or add it after the entry whose value is ``anchor`` (the mapping: at its end)."""
-    column: int = mapping.value[0][0].start_mark.column
-    lines = _indented(_entry(key, value), column)
-    if pair is not None:  # replace the whole entry, from its key to the end of its value's last line
-        start, end = pair[0].start_mark.index, _line_end(text, _content_end(text, pair[1]))
-        return text[:start] + lines + text[end:]
-    at = _line_end(text, _content_end(text, anchor))
-    # a new top-level key in a document laid out in sections (blank lines between) becomes a section too
-    gap = "\n" if column == 0 and anchor is mapping and "\n\n" in text else ""
-    return text[:at] + "\n" + gap + " " * column + lines + text[at:]
-
-
-def _set_in_flow(
-    text: str, mapping: yaml.MappingNode, pair: tuple[yaml.Node, yaml.Node] | None, key: str, value: Any
-) -> str:
-    entry = f"{key}: {flow_yaml(value)}"
-    if pair is not None:
-        return text[: pair[0].start_mark.index] + entry + text[pair[1].end_mark.index :]
-    if not mapping.value:  # `{}`
-        at = mapping.start_mark.index + 1
-        return text[:at] + entry + text[at:]
-    at = mapping.value[-1][1].end_mark.index
-    return text[:at] + ", " + entry + text[at:]
-
-
-def _insert_item(text: str, sequence: yaml.SequenceNode, index: int, value: Any) -> str:
-    """``value`` as item ``index`` of a block list: on the lines before the item now there (and a blank line after
-    it when the items are set apart by blank lines), or after the last item."""
-    if sequence.flow_style or not sequence.value:
-        raise AdviceError(
-            "cannot add a node to a list written on one line ([...])",
-            hint="write the list one item per line (`ionflux fmt` does), then apply the advice again",
-        )
-    dash = _dash(text, sequence.value[min(index, len(sequence.value) - 1)])
-    line_start = text.rfind("\n", 0, dash) + 1
-    column = dash - line_start
-    item = " " * column + _indented(_dump([_as_nodes(value)]), column)
-    if index < len(sequence.value):
-        spaced = text[max(0, line_start - 2) : line_start] == "\n\n"
-        return text[:line_start] + item + "\n" + ("\n" if spaced else "") + text[line_start:]
-    at = _line_end(text, _content_end(text, sequence))
-    return text[:at] + "\n" + item + text[at:]
-
-
-def _dash(text: str, item: yaml.Node) -> int:
-    """The index of the ``-`` that starts a block list item."""
-    return text.rindex("-", 0, item.start_mark.index)
-
-
-_PLAIN = re.compile(r"^[A-Za-z0-9_./@+-][A-Za-z0-9_ ./@+-]*$")
-
-
-def flow_yaml(value: Any) -> str:
-    """``value`` as YAML on one line (flow style), for mappings written ``{a: 1, b: [x, y]}``."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {flow_yaml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(flow_yaml(v) for v in value) + "]"
-    if isinstance(value, str):
-        plain = _PLAIN.match(value) and value == value.strip() and isinstance(plain_scalar(value), str)
-        return value if plain else yaml_quote(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def yaml_quote(value: str) -> str:
-    """A double-quoted YAML scalar: JSON's string syntax is valid YAML and escapes everything that needs it."""
-    return str(json.dumps(value, ensure_ascii=False))
+    try:
+        return apply_edits(text, [edit for a in advice for edit in a.edits], registry, file)
+    except EditNotApplicable as e:
+        raise AdviceError(e.message, hint=e.hint) from e

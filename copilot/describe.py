@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from copilot.advice import Edit, apply_edits, node_paths
+from copilot.advice import node_paths
+from copilot.yamledit import Edit, apply_edits
 from engine.dsl import schedule
 from engine.dsl.expression import single_expression
 from engine.dsl.graph import edges, topological_order

@@ -107,9 +107,9 @@ def approx_tokens(text: str) -> int:
 
 def litellm_token_counter(model: str) -> TokenCounter:
     """Exact counts with ``model``'s tokenizer through litellm (imported on first use: it takes seconds)."""
-    from engine.steps.llm import _litellm  # the engine's loader: litellm set up offline, as the engine meters
+    from engine.steps.llm import litellm_module  # the engine's loader: litellm set up offline, as the engine meters
 
-    litellm = _litellm()
+    litellm = litellm_module()
 
     def count(text: str) -> int:
         return int(litellm.token_counter(model=model, text=text))

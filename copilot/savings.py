@@ -123,10 +123,10 @@ def alias_prices(
 
 def litellm_price(model: str) -> tuple[float, float] | None:
     """USD per prompt token and per completion token from litellm's bundled price table, or None."""
-    from engine.steps.llm import _litellm  # seconds to import: only when prices are asked for; offline table
+    from engine.steps.llm import litellm_module  # seconds to import: only when prices are asked for; offline table
 
     try:
-        prompt, completion = _litellm().cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
+        prompt, completion = litellm_module().cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
     except Exception:  # litellm raises a bare Exception for a model missing from its table
         return None
     return float(prompt), float(completion)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copilot.advice import Advice, AdviceError, Edit, advise, apply_advice, apply_edits, nice_ceiling
+from copilot.advice import Advice, AdviceError, advise, apply_advice, nice_ceiling
+from copilot.yamledit import Edit, EditNotApplicable, apply_edits
 from engine.dsl.canonical import comment_lines
 from engine.dsl.validator import load_flow
 from engine.nodetypes.builtin import builtin_registry
@@ -155,8 +156,19 @@ def test_every_example_flow_takes_all_its_advice_and_still_validates(path: Path)
 
 
 def test_edits_that_do_not_fit_the_text_are_refused_with_a_fix() -> None:
-    with pytest.raises(AdviceError, match="no mapping at nodes\\[7\\]") as e:
+    with pytest.raises(EditNotApplicable, match="no mapping at nodes\\[7\\]") as e:
         apply_edits(FLOW, [Edit(("nodes", 7), "timeout", "5s")])
+    assert "current text" in e.value.hint
+
+
+def test_advice_that_does_not_fit_the_text_is_refused_under_advices_own_code() -> None:
+    # Given advice made for another version of the flow (it names a node the text does not have)
+    edit = Edit(("nodes", 7), "timeout", "5s")
+    stale = Advice("timeout", "gone", "timeout", "timeout: 5s", "", (edit,))
+    # When it is applied, then it is refused with advice's stable code and the editor's fix
+    with pytest.raises(AdviceError, match="no mapping at nodes\\[7\\]") as e:
+        apply_advice(FLOW, [stale])
+    assert e.value.code == "copilot.advice_not_applicable"
     assert "current text" in e.value.hint
 
 

@@ -85,7 +85,10 @@ class LlmSettings:
 _import_lock = threading.Lock()
 
 
-def _litellm() -> Any:
+def litellm_module() -> Any:
+    """The ``litellm`` module, imported on first call and set up as the engine uses it: its bundled (offline) price
+    table, no telemetry, unsupported parameters dropped. Use it instead of ``import litellm`` so prices and token
+    counts match what the engine meters."""
     with _import_lock:
         # Without this litellm fetches its price table from the internet at import; the bundled copy is used.
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -149,7 +152,7 @@ def _meter(
         )
     else:
         try:
-            prompt_cost, completion_cost = _litellm().cost_per_token(
+            prompt_cost, completion_cost = litellm_module().cost_per_token(
                 model=route.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
             cost_usd = float(prompt_cost) + float(completion_cost)
@@ -177,7 +180,7 @@ def _meter(
 
 def _failure(error: BaseException, route: ModelRoute) -> StepFailure:
     """A provider's error as a step failure: rate limits, timeouts, outages retry; the rest need a fix."""
-    litellm = _litellm()
+    litellm = litellm_module()
     e = error
     while not type(e).__module__.startswith(("litellm", "openai")) and e.__cause__ is not None:
         e = e.__cause__  # instructor wraps the provider's error
@@ -242,7 +245,7 @@ def _retry_after(error: BaseException) -> float | None:
 
 
 def complete(call: StepCall, settings: LlmSettings) -> Any:
-    litellm = _litellm()
+    litellm = litellm_module()
     kwargs, route, alias = _request(call, settings)
     messages = _messages(call, "prompt", str(call.with_["prompt"]))
     started = time.monotonic()
@@ -333,7 +336,7 @@ def _response_model(schema: Mapping[str, Any], name: str) -> tuple[type[Any], bo
 def _structured(
     call: StepCall, settings: LlmSettings, messages: list[dict[str, str]], schema: Mapping[str, Any], name: str
 ) -> Any:
-    litellm = _litellm()
+    litellm = litellm_module()
     import instructor
     from instructor.core.exceptions import InstructorRetryException
 
