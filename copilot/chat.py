@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import yaml
 from pydantic import ValidationError
 
-from copilot import follow_up
+from copilot import follow_up, review_edits
 from copilot.cost import forecast
 from copilot.edits import EditPlan, Proposal, check, describe, propose
 from copilot.model_edits import ModelChoice, edit_with_model
@@ -260,7 +260,10 @@ class Jules:
             reply += f"\nBut the result does not validate, so I will not propose it:\n{proposal.problems}"
         elif proposal is not None:
             cost = self._cost(proposal)
-            reply = f"{reply}\n{_changes_line(proposal)}{' ' + cost if cost else ''}\nAccept or reject it."
+            reply = f"{reply}\n{_changes_line(proposal)}{' ' + cost if cost else ''}"
+            if not proposal.before:  # a first draft: what Jules would add, for the user to ask for
+                reply += self._suggestions(proposal.after)
+            reply += "\nAccept or reject it."
         if listen is not None and proposal is not None:
             _stream_words(reply[len(streamed) :], listen)
         tokens_in, tokens_out = getattr(usage, "tokens_in", 0), getattr(usage, "tokens_out", 0)
@@ -270,6 +273,22 @@ class Jules:
         if proposal is not None:
             change = self._record_change(current, message_id, prompt, planner, proposal)
         return Turn(reply, planner, change, cost, tokens_in, tokens_out, cost_usd)
+
+    def _suggestions(self, draft: str) -> str:
+        """Error handling and cheaper alternatives for a new draft, in words, with what to say to get them."""
+        doc = yaml.safe_load(draft) or {}
+        flow = load_flow(draft, "<draft>", registry=self.registry)
+        lines = []
+        handling = review_edits.error_handling(flow, doc, self.registry)
+        if handling.operations:
+            lines.append(
+                f"Error handling I would add ({len(handling.reasons)}), say “add error handling”: "
+                + " ".join(handling.reasons[:3])
+            )
+        cheaper = review_edits.cheaper(flow, self.registry)
+        if cheaper.operations:
+            lines.append("Cheaper, say “make it cheaper”: " + " ".join(cheaper.reasons[:2]))
+        return "".join(f"\n{line}" for line in lines)
 
     def _cost(self, proposal: Proposal) -> str:
         try:

@@ -44,6 +44,7 @@ class AddNode(Operation):
     section: Literal["nodes", "on_failure"] = "nodes"
     after: str | None = Field(None, description="the node it follows (and needs); none: the last node")
     inside: str | None = Field(None, description="a foreach node's id: add the node to its `do` steps")
+    before: str | None = Field(None, description="place it before this node (which then needs it)")
 
 
 class RemoveNode(Operation):
@@ -112,8 +113,9 @@ class EditPlan(BaseModel):
 def describe(op: Operation) -> str:
     """One line per operation, as the review screen lists them."""
     match op:
-        case AddNode(node=node, section=section, inside=inside):
+        case AddNode(node=node, section=section, inside=inside, before=before):
             where = f" inside {inside}" if inside else " to on_failure" if section == "on_failure" else ""
+            where += f" before {before}" if before else ""
             return f"add node {node.get('id')} ({node.get('type')}){where}"
         case RemoveNode(id=node_id):
             return f"remove node {node_id}"
@@ -234,6 +236,15 @@ def _add(doc: dict[str, Any], op: AddNode) -> None:
         target = doc.setdefault(op.section, [])
     if op.section == "on_failure" and op.inside is None:
         target.append(node)  # on_failure nodes run in order, with no needs
+        return
+    if op.before is not None:  # a gate in front of a node: it takes over the node's needs, the node needs it
+        gated = _find(doc, op.before)
+        node.setdefault("needs", list(gated.get("needs") or []))
+        if not node["needs"]:
+            del node["needs"]
+        gated["needs"] = [node["id"]]
+        position = next((i for i, n in enumerate(target) if n.get("id") == op.before), len(target))
+        target.insert(position, node)
         return
     after = op.after if op.after is not None else (target[-1]["id"] if target else None)
     if after is not None and "needs" not in node:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from copilot import when
+from copilot import review_edits, when
 from copilot.edits import (
     AddNode,
     Operation,
@@ -27,6 +27,7 @@ from copilot.edits import (
 )
 from copilot.lexicon import fold, tokens
 from copilot.offline import Catalog, plan, to_flow
+from engine.dsl.validator import load_data
 from engine.nodetypes.registry import Registry
 
 EXTERNAL = frozenset({"net", "llm", "smtp"})  # capabilities of steps that call something outside the engine
@@ -71,7 +72,7 @@ def read(message: str, draft: str, registry: Registry, aliases: tuple[str, ...] 
     """The edit operations ``message`` asks of the YAML ``draft``."""
     doc: dict[str, Any] = yaml.safe_load(draft) or {}
     plain = fold(message).strip()
-    for rule in (_rename, _budget, _schedule, _retry, _timeout, _model, _channel, _recipient, _remove):
+    for rule in (_rename, _review, _budget, _schedule, _retry, _timeout, _model, _channel, _recipient, _remove):
         found = rule(plain, message, doc, registry, aliases)
         if found is not None:
             return found
@@ -79,6 +80,52 @@ def read(message: str, draft: str, registry: Registry, aliases: tuple[str, ...] 
 
 
 # --- the rules: each returns a Reading, or None when the message is not its kind --------------------------------
+
+
+_REVIEWS = (
+    (
+        "error_handling",
+        re.compile(
+            r"\b(error handling|handle (errors|failures)|make it (more )?(robust|reliable|resilient|safer)|harden"
+            r"|tratamento de erros?|trata(r)? (os )?erros|manejo de errores|maneja(r)? errores)\b"
+        ),
+    ),
+    (
+        "cheaper",
+        re.compile(
+            r"\b(cheaper|less expensive|reduce (the )?costs?|save (credits|c-ion|money)|mais barato|mas barato"
+            r"|economi\w*)\b"
+        ),
+    ),
+    (
+        "documented",
+        re.compile(
+            r"\b(document (it|the flow|the steps)|describe (it|the flow|each step)|add descriptions|documenta\w*)\b"
+        ),
+    ),
+    ("shorter_prompts", re.compile(r"\b(optimi[sz]e|shorten|tighten|trim) (the |its |my )?prompts?\b")),
+)
+
+
+def _review(plain: str, _m: str, doc: dict[str, Any], registry: Registry, _a: tuple[str, ...]) -> Reading | None:
+    """Jules's review as a proposal: error handling, cheaper alternatives, descriptions, shorter prompts."""
+    kind = next((name for name, pattern in _REVIEWS if pattern.search(plain)), None)
+    if kind is None:
+        return None
+    flow = load_data(doc, "<draft>", registry=registry)
+    if kind == "error_handling":
+        review = review_edits.error_handling(flow, doc, registry)
+    else:
+        review = getattr(review_edits, kind)(flow, registry)
+    if not review.operations:
+        nothing = {
+            "error_handling": "The flow already handles errors the way I would: nothing to add.",
+            "cheaper": "I found no cheaper way to do the same.",
+            "documented": "There is nothing to document yet.",
+            "shorter_prompts": "Its prompts are already tight: nothing to shorten.",
+        }
+        return Reading((), nothing[kind] + (" " + " ".join(review.reasons) if review.reasons else ""))
+    return Reading(review.operations, "I suggest:\n" + "\n".join(f"- {r}" for r in review.reasons))
 
 
 def _budget(plain: str, _m: str, _doc: dict[str, Any], _r: Registry, _a: tuple[str, ...]) -> Reading | None:

@@ -288,3 +288,60 @@ def test_tools_mode_sends_the_plan_schema_as_a_tool(base: str, monkeypatch: pyte
     assert seen["tool_choice"]["function"]["name"] == "EditPlan"
     assert result.proposal is not None and result.reply == "Capped."
     assert _doc(result.proposal.after)["budget"] == {"max_cion_per_run": 3}
+
+
+# --- Jules's review as proposals --------------------------------------------------------------------------------
+
+
+def test_add_error_handling_proposes_the_advice_as_operations(base: str) -> None:
+    reading = read("please add error handling", base, REGISTRY)
+    assert reading.understood and reading.reply.startswith("I suggest:")
+    proposal = propose(base, reading.operations, REGISTRY)
+    assert proposal.valid, proposal.problems
+    doc = _doc(proposal.after)
+    assert doc["on_failure"][0]["type"] == "slack.post"  # the alert reuses the flow's own Slack
+    assert doc["budget"]["max_cion_per_run"] > 0
+    assert all("retry" in _node(doc, n) and "timeout" in _node(doc, n) for n in ("call_api", "write", "slack"))
+    assert read("add error handling", proposal.after, REGISTRY).reply.startswith("The flow already handles errors")
+
+
+def test_an_approval_goes_in_front_of_a_message_to_customers() -> None:
+    text = """
+fluxgraph: 1
+id: thanks
+triggers: [{type: webhook}]
+nodes:
+  - id: note
+    type: llm.complete
+    with: {model: default, prompt: "A thank-you note for {{ trigger.body.name }}"}
+  - id: email
+    type: email.send
+    needs: [note]
+    with: {to: "{{ trigger.body.email }}", subject: Thanks, body: "{{ nodes.note.output.text }}"}
+"""
+    proposal = propose(text, read("make it more robust", text, REGISTRY).operations, REGISTRY)
+    assert proposal.valid, proposal.problems
+    nodes = {n["id"]: n for n in _doc(proposal.after)["nodes"]}
+    approval = next(n for n in nodes.values() if n["type"] == "approval")
+    assert approval["id"] in nodes["email"]["needs"] and approval["needs"] == ["note"]
+
+
+@pytest.mark.parametrize(
+    ("message", "check"),
+    [
+        ("make it cheaper", lambda d: _node(d, "write")["with"]["model"] == "cheap"),
+        (
+            "document it",
+            lambda d: (
+                d["description"].startswith("Every Monday at 08:00 (UTC): fetches https://api.example.com/orders")
+                and _node(d, "slack")["description"]
+            ),
+        ),
+    ],
+)
+def test_cheaper_and_documented_drafts_are_proposals(base: str, message: str, check: Any) -> None:
+    reading = read(message, base, REGISTRY)
+    assert reading.understood, reading.reply
+    proposal = propose(base, reading.operations, REGISTRY)
+    assert proposal.valid, proposal.problems
+    assert check(_doc(proposal.after))
