@@ -1,8 +1,13 @@
-"""Docs stay true: every error code the validator can emit is documented, and the README shows the commands."""
+"""Docs stay true: every error code the validator can emit is documented, the README shows the commands, and the
+co-pilot page's chat example prints what the page shows."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from engine.nodetypes.builtin import builtin_registry
 from tests.conftest import ROOT
@@ -34,3 +39,23 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = readme[:1500]
     assert "./scripts/start" in head and "./scripts/test" in head
     assert "bash .ci/run" not in head  # the user's command is scripts/test; CI runs it too
+
+
+def test_the_chat_example_in_docs_copilot_prints_what_the_page_shows(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "copilot.md").read_text("utf-8")
+    chat = page[page.index("## The chat") : page.index("## Reviewing a flow")]
+    code = re.search(r"```python\n(.*?)```", chat, re.DOTALL)
+    shown = re.search(r"```text\n(.*?)```", chat, re.DOTALL)
+    assert code is not None and shown is not None
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown.group(1)
