@@ -124,6 +124,15 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--user", default=os.environ.get("USER", ""), help="who accepts the changes (recorded)")
     p.set_defaults(func=_lazy_from("api.chat_commands", "cmd_chat"))
 
+    p = add(
+        "tune", "Shorter prompts for a flow's llm nodes (token and C-ION difference); --score tries them on past runs."
+    )
+    p.add_argument("flow", metavar="FLOW", help="a flow file, or the id of a stored flow")
+    p.add_argument("--node", metavar="ID", help="only this llm node")
+    p.add_argument("--score", action="store_true", help="run both prompts on the inputs of past runs (calls the model)")
+    p.add_argument("--runs", type=int, default=5, help="with --score: how many past runs (newest first)")
+    p.set_defaults(func=_lazy_from("api.tune_commands", "cmd_tune"))
+
     p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")
     p.add_argument("set", choices=("indomain", "taskbench"))
     p.add_argument("--data", required=True, metavar="FILE.jsonl", help="the gold records")
