@@ -165,6 +165,7 @@ BROADER: dict[str, tuple[str, ...]] = {
     "iphone": ("product", "phone"),
     "laptop": ("product", "computer"),
     "novel": ("book",),
+    "trip-route": ("trip", "flight"),  # a trip from one city to another is, by default, a flight (see _ROUTE)
     "autonomous": ("drive", "auto"),
 }
 # several words read as one, before anything else
@@ -398,6 +399,11 @@ def _phrase_pattern(phrase: str) -> str:
 
 
 _PHRASES = [(re.compile(r"\b" + _phrase_pattern(p) + r"\b"), word) for p, word in PHRASES.items()]
+# a trip with a start and an end ("a trip from New York to Tokyo", "uma viagem de Lisboa para Paris"): a route
+_ROUTE = re.compile(
+    r"\b(?:trip|journey|voyage|travel)\s+(?=from\s+[a-z][\w .'-]{0,40}?\s+to\s+[a-z])"
+    r"|\b(?:viagem|viaje)\s+(?=(?:de|desde)\s+[a-z][\w .'-]{0,40}?\s+(?:para|a|hasta)\s+[a-z])"
+)
 
 
 def concept(word: str) -> str:
@@ -422,6 +428,7 @@ def _terms(text: str, broaden: bool, head: bool) -> tuple[tuple[int, str, float]
     plain = _VALUE.sub(" ", fold(text))  # a channel's or an address's name is a value, not what the text means
     for pattern, word in _PHRASES:
         plain = pattern.sub(word, plain)
+    plain = _ROUTE.sub("trip-route ", plain)
     light, broader = _light(), _broader()
     out: list[tuple[int, str, float]] = []
     position = 0

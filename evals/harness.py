@@ -62,8 +62,9 @@ def from_file(path: Path, kind: str) -> Predict:
 def planner(name: str, kind: str, catalog: Path | None) -> Predict:
     """Plan each record now: ``offline`` is Jules's offline planner, ``model:ALIAS`` Jules with a model; both plan
     over IONFLUX's node catalog for in-domain and over the data set's tool catalog for TaskBench."""
-    from copilot.offline import Catalog, plan_tools
+    from copilot.catalog import Catalog
     from copilot.planning import draft
+    from copilot.tool_planner import plan_tools
 
     if name != "offline" and not name.startswith("model:"):
         raise SystemExit(f"error: no planner {name!r}: use offline, or model:ALIAS")

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from copilot.offline import Catalog, plan_tools
+from copilot.catalog import Catalog
 from copilot.planning import draft
+from copilot.tool_planner import plan_tools
 from tests.cli_helpers import ionflux
 from tests.conftest import shared_evals
 
@@ -213,3 +214,30 @@ def test_a_verb_alone_with_another_object_does_not_name_an_action() -> None:
     # but a verb whose object is a pronoun points back to what the request named ("organize it")
     tools, _ = plan_tools("There is a pirate party on Friday. Can you organize it and bake a cake?", ERRANDS)
     assert tools == ["organize_party", "bake_cake"]
+
+
+# an invented catalog with entries a clause can name equally well: two reservations, two ways to be at a party
+SHOWS = Catalog(
+    [
+        ("reserve_seat", "Reserve a seat at a theatre", ("theatre The theatre to reserve at",)),
+        ("reserve_table", "Reserve a table at an eatery", ("eatery The eatery to reserve at",)),
+        ("host_party", "Host a party about a specific theme", ("theme The theme of the party",)),
+        ("attend_party", "Attend a party about a specific theme", ("theme The theme of the party",)),
+        ("walk_dog", "Walk a specific dog in a specific park", ("park The park to walk in",)),
+    ]
+)
+
+
+def test_a_clause_that_names_several_actions_equally_takes_the_one_the_request_mentions() -> None:
+    # Given "make the reservation", which names both reservations, after a sentence that mentions the eatery
+    text = "I've been looking forward to dinner at the Lotus eatery all week. Can you make the reservation?"
+    # Then the reservation is the eatery's; alone, the tie goes to the entry listed first
+    assert plan_tools(text, SHOWS)[0] == ["reserve_table"]
+    assert plan_tools("Can you make the reservation?", SHOWS)[0] == ["reserve_seat"]
+
+
+def test_a_scene_that_names_several_actions_equally_names_none() -> None:
+    # Given a scene-setting clause that does not say whether the party is hosted or attended, Then it names nothing
+    assert plan_tools("I have a pirate party on Friday. Walk the dog, please.", SHOWS)[0] == ["walk_dog"]
+    # but a scene that says which names it, in its place
+    assert plan_tools("I'm hosting a party on Friday. Please walk the dog.", SHOWS)[0] == ["host_party", "walk_dog"]

@@ -4,7 +4,8 @@ thesaurus carries synonyms, brands and light words, and the planner finds every 
 from __future__ import annotations
 
 from copilot import thesaurus
-from copilot.offline import Catalog, plan_tools
+from copilot.catalog import Catalog
+from copilot.tool_planner import plan_tools
 
 # an invented catalog: names, descriptions and described parameters as a tool catalog gives them
 PETS = Catalog(
@@ -39,6 +40,13 @@ def test_brands_carry_what_they_are_and_light_words_weigh_little() -> None:
     assert thesaurus.concept("arrange") in {w for _, w, _ in thesaurus.terms("setting it up")}
     eats = {w for _, w, _ in thesaurus.terms("order on Uber Eats")}
     assert "food" in eats and "taxi" not in eats
+
+
+def test_a_trip_from_one_place_to_another_is_a_flight() -> None:
+    # Given a trip with a start and an end, Then it carries a flight; a trip to one place does not
+    assert "flight" in {w for _, w, _ in thesaurus.terms("a trip from Lisbon to Porto on May 1")}
+    assert "flight" in {w for _, w, _ in thesaurus.terms("uma viagem de Lisboa para o Porto")}
+    assert "flight" not in {w for _, w, _ in thesaurus.terms("I'm planning a trip to Porto in May")}
 
 
 def test_portuguese_and_spanish_arrive_in_english() -> None:
