@@ -104,7 +104,7 @@ def edit_with_model(
                 else _structured(messages, choice, max_tokens, result)
             )
         except ModelAway as e:
-            result.problems = f"the model could not be reached: {e}"
+            result.problems = f"the model could not be reached or refused the request: {e}"
             break
         problems = _problems_of(plan, draft, registry, result, aliases, secrets) if plan is not None else answer
         if not problems:

@@ -107,7 +107,7 @@ def plan_tools_with_model(
         try:
             answer = call_structured(messages, choice, ToolGraph, max_tokens, result)
         except ModelAway as e:
-            result.problems = f"the model could not be reached: {e}"
+            result.problems = f"the model could not be reached or refused the request: {e}"
             break
         if attempt == 1:
             result.prompt_tokens = result.tokens_in

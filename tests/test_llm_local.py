@@ -227,3 +227,60 @@ def test_jules_plans_with_the_local_model_a_valid_flow_or_a_clear_failure(local_
         assert ionflux(tmp_path, "validate", str(out)).returncode == 0
     else:
         assert done.returncode == 1 and "error[copilot.no_valid_flow]" in done.stderr and not out.exists()
+
+
+def test_jules_edits_a_draft_with_the_local_model_a_valid_proposal_or_a_clear_failure(
+    local_llm: str, tmp_path: Path
+) -> None:
+    """The chat's model path against a real model: the reply streams, and the answer is a proposal that validates
+    or no proposal with the reason, never an invalid draft."""
+    from copilot.chat import Jules
+    from copilot.model_edits import ModelChoice
+    from engine.dsl.validator import load_flow
+    from engine.nodetypes.builtin import builtin_registry
+    from engine.store.db import make_engine, migrate, sqlite_url
+
+    db = make_engine(sqlite_url(tmp_path / "chat.db"))
+    migrate(db)
+    registry = builtin_registry()
+    offline = Jules(db, registry)
+    session = offline.start()
+    first = offline.say(
+        session, "Every Monday at 8 fetch https://api.example.com/orders and post them to #sales on Slack"
+    )
+    assert first.change is not None
+    offline.accept(session, first.change.id)
+    jules = Jules(db, registry, model=ModelChoice("openai/smollm2", local_llm, "none", timeout=120))
+    events: list[tuple[str, str]] = []
+    turn = jules.say(
+        session, "cap the budget at 20 C-ION per run", listen=lambda kind, text: events.append((kind, text))
+    )
+    assert turn.planner == "model:openai/smollm2" and turn.tokens_in > 0
+    assert any(kind == "token" for kind, _ in events)
+    if turn.change is not None:
+        load_flow(turn.change.after, registry=registry)
+        assert turn.change.status == "pending"
+    else:
+        assert turn.reply.startswith("I could not make that change validly.")
+    db.dispose()
+
+
+def test_jules_plans_a_tool_graph_with_the_local_model_grounded_or_a_clear_failure(local_llm: str) -> None:
+    from copilot.model_edits import ModelChoice
+    from copilot.model_tools import Tool, plan_tools_with_model
+
+    tools = [
+        Tool("book_flight", "Book a flight between two cities on a date", (("from", ""), ("to", ""), ("date", ""))),
+        Tool("send_email", "Send an email to an address", (("to", ""), ("subject", ""), ("content", ""))),
+    ]
+    result = plan_tools_with_model(
+        "Book me a flight from Lisbon to Paris on May 1 and email the ticket to ana@example.com",
+        tools,
+        ModelChoice("openai/smollm2", local_llm, "none", timeout=120),
+        attempts=2,
+    )
+    assert result.tokens_in > 0 and result.planner == "model:openai/smollm2"
+    if result.graph is not None:
+        assert {n.task for n in result.graph.task_nodes} <= {"book_flight", "send_email"}
+    else:
+        assert result.problems.startswith(("no grounded plan after 2 attempts", "the model could not be reached"))
