@@ -16,7 +16,7 @@ from rich.text import Text
 
 from api.settings import Settings
 from copilot.chat import Change, Jules, Turn
-from copilot.model_edits import ModelChoice
+from copilot.structured import ModelChoice
 from engine.dsl.issue import FlowValidationError
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import builtin_registry

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 from copilot import follow_up, review_edits
 from copilot.cost import forecast
 from copilot.edits import EditPlan, Proposal, check, describe, propose
-from copilot.model_edits import ModelChoice, edit_with_model
+from copilot.model_edits import edit_with_model
 from copilot.planning import draft as offline_draft
+from copilot.structured import ModelChoice
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError

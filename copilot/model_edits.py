@@ -18,28 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from copilot import grounding
 from copilot.edits import EditError, EditPlan, Operation, Proposal, propose
 from copilot.model_planner import catalog_text
+from copilot.structured import ModelAway, ModelChoice, call_structured, first_line, meter
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "edit_flow.md"
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which model Jules uses: a litellm model name and where it is served (from the settings' aliases)."""
-
-    model: str
-    api_base: str | None = None
-    api_key: str | None = None
-    timeout: float = 120.0
-    mode: Literal["tools", "json"] = "tools"  # instructor's mode; llama.cpp and most hosted providers do tools
 
 
 @dataclass
@@ -122,10 +112,6 @@ def edit_with_model(
     return result
 
 
-class ModelAway(Exception):
-    """The provider could not answer (refused, unreachable, timed out): no repair can help."""
-
-
 def _problems_of(
     plan: EditPlan,
     draft: str,
@@ -158,45 +144,6 @@ def _structured(
     if isinstance(answer, str):
         return answer, None
     return answer.model_dump_json(by_alias=True), answer
-
-
-class Metered(Protocol):
-    tokens_in: int
-    tokens_out: int
-    cost_usd: float
-
-
-Answer = TypeVar("Answer", bound=BaseModel)
-
-
-def call_structured(
-    messages: list[dict[str, str]], choice: ModelChoice, shape: type[Answer], max_tokens: int, meter: Metered
-) -> Answer | str:
-    """One answer through instructor, as ``shape``; or, when the model answered something else, what was wrong
-    with it (for the repair loop). Raises :class:`ModelAway` when the provider could not answer at all."""
-    import instructor
-    import litellm
-
-    mode = instructor.Mode.TOOLS if choice.mode == "tools" else instructor.Mode.JSON
-    client = instructor.from_litellm(litellm.completion, mode=mode)
-    try:
-        answer, completion = client.chat.completions.create_with_completion(
-            model=choice.model,
-            messages=messages,  # type: ignore[arg-type]
-            response_model=shape,
-            max_retries=0,  # the caller's repair loop feeds back more than the schema's errors
-            api_base=choice.api_base,
-            api_key=choice.api_key,
-            timeout=choice.timeout,
-            max_tokens=max_tokens,
-            temperature=0,
-        )
-    except Exception as e:
-        if _schema_failure(e):
-            return f"the answer is not a valid {shape.__name__}: {_first_line(e)}"
-        raise ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
-    _meter(meter, completion)
-    return answer
 
 
 def _streamed(
@@ -234,14 +181,14 @@ def _streamed(
                 if shown:
                     on_token(shown)
     except Exception as e:
-        raise ModelAway(f"{type(e).__name__}: {_first_line(e)}") from e
+        raise ModelAway(f"{type(e).__name__}: {first_line(e)}") from e
     with contextlib.suppress(Exception):  # usage is optional in a stream
-        _meter(result, litellm.stream_chunk_builder(chunks, messages=messages))
+        meter(result, litellm.stream_chunk_builder(chunks, messages=messages))
     answer = "".join(parts)
     try:
         return answer, EditPlan.model_validate_json(_json_object(answer))
     except (ValidationError, ValueError) as e:
-        return f"the answer is not a valid EditPlan: {_first_line(e)}", None
+        return f"the answer is not a valid EditPlan: {first_line(e)}", None
 
 
 class ReplyField:
@@ -300,24 +247,3 @@ def _json_object(answer: str) -> str:
     if start < 0 or end < start:
         raise ValueError("no JSON object in the answer")
     return answer[start : end + 1]
-
-
-def _schema_failure(e: Exception) -> bool:
-    """The model answered, but not an EditPlan (instructor keeps the answer it refused; a provider error has none)."""
-    if type(e).__name__ in ("ValidationError", "JSONDecodeError"):
-        return True
-    return getattr(e, "last_completion", None) is not None
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-
-
-def _meter(result: Metered, response: Any) -> None:
-    import litellm
-
-    usage = getattr(response, "usage", None)
-    result.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
-    result.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
-    with contextlib.suppress(Exception):  # a model without a known price: counted as 0
-        result.cost_usd += float(litellm.completion_cost(completion_response=response) or 0.0)

@@ -14,11 +14,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from copilot import grounding
 from copilot.edits import located
+from copilot.flow_draft import FlowDraft
 from copilot.offline import Catalog
+from copilot.structured import ModelAway, ModelChoice, call_structured
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
@@ -58,10 +60,17 @@ def catalog_text(request: str, registry: Registry, limit: int = RELEVANT) -> str
     return "\n".join(lines)
 
 
-def prompt(request: str, registry: Registry, secrets: tuple[str, ...], model_alias: str) -> str:
+ANSWER = {
+    "yaml": "Answer with the YAML only, inside one ```yaml fence.",
+    "structured": "Answer with the flow's fields as the FlowDraft tool's arguments (the same structure as the YAML).",
+}
+
+
+def prompt(request: str, registry: Registry, secrets: tuple[str, ...], model_alias: str, answer: str = "yaml") -> str:
     template = PROMPT.read_text("utf-8")
     return (
-        template.replace("{catalog}", catalog_text(request, registry))
+        template.replace("{answer}", ANSWER[answer])
+        .replace("{catalog}", catalog_text(request, registry))
         .replace("{secrets}", ", ".join(secrets) or "(none yet: declare what the flow needs)")
         .replace("{model}", model_alias)
         .replace("{request}", request.strip())
@@ -81,48 +90,42 @@ def plan_with_model(
     attempts: int = 3,
     timeout: float = 120.0,
     max_tokens: int = 1200,
+    mode: Literal["tools", "json", "yaml"] = "tools",
 ) -> ModelDraft:
+    """``mode``: ``tools`` or ``json`` ask for a :class:`~copilot.flow_draft.FlowDraft` through instructor (a
+    provider that enforces schemas can only answer a flow's shape); ``yaml`` asks for fenced YAML text.
+    ``aliases``: the model aliases a flow may use (default: ``alias``); ``secrets``: the user's secret names
+    (None: not known, so the flow may declare what it needs; a tuple: nothing else may be used)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the bundled price table, no download
     import litellm
 
     litellm.suppress_debug_info = True
     started = time.perf_counter()
-    """``aliases``: the model aliases a flow may use (default: ``alias``); ``secrets``: the user's secret names
-    (None: not known, so the flow may declare what it needs; a tuple: nothing else may be used)."""
     allowed = aliases or (alias,)
-    messages: list[dict[str, str]] = [{"role": "user", "content": prompt(request, registry, secrets or (), alias)}]
+    shape = "yaml" if mode == "yaml" else "structured"
+    text_of_prompt = prompt(request, registry, secrets or (), alias, shape)
+    messages: list[dict[str, str]] = [{"role": "user", "content": text_of_prompt}]
     draft = ModelDraft(None, False, "", 0, f"model:{model}", 0.0)
+    choice = ModelChoice(model, api_base, api_key, timeout, "json" if mode == "json" else "tools")
     for attempt in range(1, attempts + 1):
         draft.attempts = attempt
         try:
-            response = litellm.completion(
-                model=model,
-                messages=messages,
-                api_base=api_base,
-                api_key=api_key,
-                timeout=timeout,
-                max_tokens=max_tokens,
-                temperature=0,
+            answer, text = (
+                _as_yaml(messages, choice, max_tokens, draft)
+                if mode == "yaml"
+                else _structured(messages, choice, max_tokens, draft)
             )
-        except Exception as e:  # the provider refused or is away: a clear failure, no flow
-            draft.problems = f"the model could not be reached: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        except ModelAway as e:  # the provider refused or is away: a clear failure, no flow
+            draft.problems = f"the model could not be reached or refused the request: {e}"
             break
-        _meter(draft, response, litellm)
-        answer = response.choices[0].message.content or ""
-        text = _yaml_of(answer)
-        try:
-            flow = load_flow(text, "<jules>", registry=registry)
-            draft.problems = "\n".join(grounding.problems(flow, allowed, secrets))
-        except FlowValidationError as e:
-            draft.problems = located(e)
+        draft.problems = _problems(text, registry, allowed, secrets) if text is not None else answer
         if draft.problems:
+            again = "the whole corrected YAML in one ```yaml fence" if mode == "yaml" else "the whole corrected flow"
             messages += [
                 {"role": "assistant", "content": answer},
                 {
                     "role": "user",
-                    "content": "The validator refused it:\n"
-                    + draft.problems
-                    + "\nFix every error and answer with the whole corrected YAML in one ```yaml fence.",
+                    "content": f"The validator refused it:\n{draft.problems}\nFix every error and answer with {again}.",
                 },
             ]
             continue
@@ -134,12 +137,55 @@ def plan_with_model(
     return draft
 
 
+def _problems(text: str, registry: Registry, aliases: tuple[str, ...], secrets: tuple[str, ...] | None) -> str:
+    """The validator's located errors, then what the flow invents (empty: valid and grounded)."""
+    try:
+        flow = load_flow(text, "<jules>", registry=registry)
+    except FlowValidationError as e:
+        return located(e)
+    return "\n".join(grounding.problems(flow, aliases, secrets))
+
+
+def _as_yaml(
+    messages: list[dict[str, str]], choice: ModelChoice, max_tokens: int, draft: ModelDraft
+) -> tuple[str, str | None]:
+    """One plain answer: (the answer, the YAML in it)."""
+    import litellm
+
+    try:
+        response = litellm.completion(
+            model=choice.model,
+            messages=messages,
+            api_base=choice.api_base,
+            api_key=choice.api_key,
+            timeout=choice.timeout,
+            max_tokens=max_tokens,
+            temperature=0,
+        )
+    except Exception as e:
+        raise ModelAway(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+    _meter(draft, response, litellm)
+    answer = response.choices[0].message.content or ""
+    return answer, _yaml_of(answer)
+
+
+def _structured(
+    messages: list[dict[str, str]], choice: ModelChoice, max_tokens: int, draft: ModelDraft
+) -> tuple[str, str | None]:
+    """One FlowDraft through instructor: (what to show the model of its answer, the flow's YAML or None)."""
+    answer = call_structured(messages, choice, FlowDraft, max_tokens, draft)
+    if isinstance(answer, str):
+        return answer, None
+    text = answer.to_yaml()
+    return text, text
+
+
 def _yaml_of(answer: str) -> str:
     fenced = _FENCE.search(answer)
     return (fenced.group(1) if fenced else answer).strip() + "\n"
 
 
-def _meter(draft: ModelDraft, response: Any, litellm: Any) -> None:
+def _meter(draft: Any, response: Any, litellm: Any) -> None:
     usage = getattr(response, "usage", None)
     draft.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
     draft.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from copilot.model_edits import ModelAway, ModelChoice, call_structured
+from copilot.structured import ModelAway, ModelChoice, call_structured
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "plan_tools.md"
 

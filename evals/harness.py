@@ -153,7 +153,7 @@ def _model_tool_planner(alias: str, catalog: list[taskbench.Tool]) -> Predict:
 
 def _choice(alias: str) -> Any:
     from api.settings import Settings
-    from copilot.model_edits import ModelChoice
+    from copilot.structured import ModelChoice
     from engine.steps.llm import LlmSettings
 
     settings = Settings()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import yaml
 
 from copilot.chat import ChatError, Jules
-from copilot.model_edits import ModelChoice
+from copilot.structured import ModelChoice
 from engine.dsl.validator import load_flow
 from engine.nodetypes.builtin import builtin_registry
 from engine.store.db import make_engine, migrate, sqlite_url

@@ -24,8 +24,9 @@ from copilot.edits import (
     propose,
 )
 from copilot.follow_up import read
-from copilot.model_edits import ModelChoice, ReplyField, edit_with_model
+from copilot.model_edits import ReplyField, edit_with_model
 from copilot.planning import draft
+from copilot.structured import ModelChoice
 from engine.nodetypes.builtin import builtin_registry
 
 REGISTRY = builtin_registry()

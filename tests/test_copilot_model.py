@@ -3,9 +3,11 @@ validator's located errors back, gives up with a clear failure, never returns an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from copilot.model_planner import catalog_text, plan_with_model, prompt
 from engine.nodetypes.builtin import builtin_registry
@@ -38,6 +40,17 @@ nodes:
 ```"""
 
 
+def _structured(text: str) -> llm_script.Tool:
+    """A YAML flow above as the FlowDraft tool call a model answers in structured mode."""
+    data = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    data.pop("fluxgraph")
+    data.setdefault("name", data["id"])
+    return llm_script.Tool(json.dumps(data))
+
+
+STRUCTURED_FIXED, STRUCTURED_BROKEN = _structured(FIXED), _structured(BROKEN)
+
+
 @pytest.fixture
 def script() -> Iterator[Script]:
     yield llm_script.install()
@@ -45,7 +58,7 @@ def script() -> Iterator[Script]:
 
 def test_the_validators_errors_go_back_and_the_repaired_flow_is_returned(script: Script) -> None:
     script.answers = [BROKEN, FIXED]
-    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", mode="yaml")
     assert draft.valid and draft.attempts == 2 and draft.yaml is not None and "slack.post" in draft.yaml
     feedback = script.requests[1]["messages"][-1]["content"]
     assert "http.fetch" in feedback and "validator refused" in feedback  # the located error, sent back
@@ -54,7 +67,7 @@ def test_the_validators_errors_go_back_and_the_repaired_flow_is_returned(script:
 
 def test_no_valid_flow_after_the_attempts_is_a_clear_failure_with_no_yaml(script: Script) -> None:
     script.answers = [BROKEN, BROKEN, "not yaml: [at all"]
-    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", attempts=3)
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", attempts=3, mode="yaml")
     assert not draft.valid and draft.yaml is None and draft.attempts == 3
     assert "no valid flow after 3 attempts" in draft.problems
 
@@ -97,7 +110,7 @@ def test_the_evaluation_harness_runs_the_model_planner(script: Script) -> None:
             "triggers": [{"type": "manual"}],
         },
     ]
-    script.answers = [FIXED, BROKEN, BROKEN, BROKEN]  # r1 valid at once; r2 never
+    script.answers = [STRUCTURED_FIXED, STRUCTURED_BROKEN, STRUCTURED_BROKEN, STRUCTURED_BROKEN]  # r1 at once; r2 never
     report = harness.evaluate("indomain", records, harness.planner("model:scripted/any", "indomain", None))
     assert report["overall"]["validity"] == 50.0 and report["overall"]["cron_exact"] == 100.0
     assert report["planner"] == "model:scripted/any" and report["cost"]["failures"] == 1
@@ -113,14 +126,43 @@ def test_invented_model_aliases_and_secrets_go_back_to_the_model(script: Script)
     grounded = invented.replace("model: gpt-9", "model: default")
     script.answers = [invented, grounded]
     draft = plan_with_model(
-        REQUEST, builtin_registry(), model="scripted/any", aliases=("default", "smart"), secrets=("slack_bot_token",)
+        REQUEST,
+        builtin_registry(),
+        model="scripted/any",
+        aliases=("default", "smart"),
+        secrets=("slack_bot_token",),
+        mode="yaml",
     )
     assert draft.valid and draft.attempts == 2
     feedback = script.requests[1]["messages"][-1]["content"]
     assert "node sum, field with.model: there is no model alias 'gpt-9'; use one of: default, smart" in feedback
 
     script.answers = [FIXED, FIXED]
-    refused = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", secrets=("github_token",), attempts=2)
+    refused = plan_with_model(
+        REQUEST, builtin_registry(), model="scripted/any", secrets=("github_token",), attempts=2, mode="yaml"
+    )
     assert (
         not refused.valid and "the user has no secret 'slack_bot_token' (they have: github_token)" in refused.problems
     )
+
+
+def test_structured_mode_asks_for_a_flow_shape_and_repairs_it_the_same_way(script: Script) -> None:
+    """instructor's tools mode: the answer is a FlowDraft tool call (a schema the provider can enforce); the
+    validator's errors still go back, and the flow returned is the validated YAML."""
+    script.answers = [STRUCTURED_BROKEN, STRUCTURED_FIXED]
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
+    assert draft.valid and draft.attempts == 2 and draft.yaml is not None
+    assert script.requests[0]["tools"][0]["function"]["name"] == "FlowDraft"
+    assert "FlowDraft tool's arguments" in script.requests[0]["messages"][0]["content"]
+    feedback = script.requests[1]["messages"][-1]["content"]
+    assert "http.fetch" in feedback and "the whole corrected flow" in feedback
+    flow = yaml.safe_load(draft.yaml)
+    assert flow["fluxgraph"] == 1 and [n["type"] for n in flow["nodes"]] == ["http.request", "slack.post"]
+    assert "if" not in flow["nodes"][0] and "do" not in flow["nodes"][0]  # unset fields are left out
+
+
+def test_structured_answers_that_are_not_a_flow_shape_go_back(script: Script) -> None:
+    script.answers = [llm_script.Tool(json.dumps({"nodes": "none"})), STRUCTURED_FIXED]
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
+    assert draft.valid and draft.attempts == 2
+    assert "not a valid FlowDraft" in script.requests[1]["messages"][-1]["content"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from copilot.model_edits import ModelChoice
 from copilot.model_tools import Tool, ToolGraph, grounding, plan_tools_with_model, prompt
+from copilot.structured import ModelChoice
 from tests import llm_script
 from tests.conftest import shared_evals
 from tests.llm_script import Script

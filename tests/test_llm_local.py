@@ -62,7 +62,7 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "--model_alias",
                 "smollm2",
                 "--n_ctx",
-                "2048",
+                "4096",  # Jules's prompts stay under 4k tokens; a repair adds the answer and the errors
                 "--interrupt_requests",  # steps run in parallel; by default a new request cuts off a streaming one
                 "False",
             ],
@@ -235,7 +235,7 @@ def test_jules_edits_a_draft_with_the_local_model_a_valid_proposal_or_a_clear_fa
     """The chat's model path against a real model: the reply streams, and the answer is a proposal that validates
     or no proposal with the reason, never an invalid draft."""
     from copilot.chat import Jules
-    from copilot.model_edits import ModelChoice
+    from copilot.structured import ModelChoice
     from engine.dsl.validator import load_flow
     from engine.nodetypes.builtin import builtin_registry
     from engine.store.db import make_engine, migrate, sqlite_url
@@ -266,8 +266,8 @@ def test_jules_edits_a_draft_with_the_local_model_a_valid_proposal_or_a_clear_fa
 
 
 def test_jules_plans_a_tool_graph_with_the_local_model_grounded_or_a_clear_failure(local_llm: str) -> None:
-    from copilot.model_edits import ModelChoice
     from copilot.model_tools import Tool, plan_tools_with_model
+    from copilot.structured import ModelChoice
 
     tools = [
         Tool("book_flight", "Book a flight between two cities on a date", (("from", ""), ("to", ""), ("date", ""))),
