@@ -27,7 +27,7 @@ HELP = (
 )
 
 
-def model_choice(settings: Settings, alias: str | None) -> ModelChoice | None:
+def model_choice(settings: Settings, alias: str | None, mode: str = "tools") -> ModelChoice | None:
     """The model Jules uses: ``alias`` (else IONFLUX_MODEL) resolved through the model aliases; None: offline."""
     name = alias or settings.model
     if not name:
@@ -36,7 +36,9 @@ def model_choice(settings: Settings, alias: str | None) -> ModelChoice | None:
 
     llm = LlmSettings(settings.model_routes(), settings.llm_api_base, settings.llm_timeout_seconds)
     route, _ = llm.route(name)
-    return ModelChoice(route.model, route.api_base, route.api_key, settings.llm_timeout_seconds)
+    return ModelChoice(
+        route.model, route.api_base, route.api_key, settings.llm_timeout_seconds, "json" if mode == "json" else "tools"
+    )
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -56,7 +58,7 @@ def _chat(args: argparse.Namespace, settings: Settings, console: Console) -> int
 
     db = make_engine(settings.runtime_config().database_url)
     migrate(db)
-    choice = None if args.offline else model_choice(settings, args.model)
+    choice = None if args.offline else model_choice(settings, args.model, args.mode)
     from engine.runtime.secrets import SecretStore
 
     aliases = tuple(settings.model_routes())

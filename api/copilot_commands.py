@@ -55,6 +55,7 @@ def _plan_with_model(args: argparse.Namespace, console: Console) -> int:
         alias=args.model,
         attempts=args.attempts,
         timeout=settings.llm_timeout_seconds,
+        mode=args.mode,
     )
     summary = (
         f"planner: {result.planner} ({result.attempts} answer(s)), {result.latency_ms:.0f} ms, "

@@ -113,11 +113,18 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--id", default="planned-flow", help="the flow's id")
     p.add_argument("--model", metavar="ALIAS", help="plan with this model alias (IONFLUX_LLM_MODELS) instead, repaired")
     p.add_argument("--attempts", type=int, default=3, help="with --model: how many answers the validator may refuse")
+    p.add_argument(
+        "--mode",
+        choices=("tools", "json", "yaml"),
+        default="tools",
+        help="with --model: how the model answers (tools: a schema it must follow; json: a JSON object; yaml: text)",
+    )
     p.set_defaults(func=_lazy_from("api.copilot_commands", "cmd_plan"))
 
     p = add("chat", "Talk with Jules in the terminal: a flow drafted, edited by proposals you accept, then saved.")
     p.add_argument("--model", metavar="ALIAS", help="the model alias Jules uses (default: IONFLUX_MODEL, else offline)")
     p.add_argument("--offline", action="store_true", help="use the offline planner even if IONFLUX_MODEL is set")
+    p.add_argument("--mode", choices=("tools", "json"), default="tools", help="how the model answers (default tools)")
     p.add_argument("--session", metavar="ID", help="continue a stored session")
     p.add_argument("--from", dest="start", metavar="FILE.yaml", help="start from an existing flow")
     p.add_argument("-o", "--output", metavar="FILE.yaml", help="where /save writes (default: <flow id>.yaml)")

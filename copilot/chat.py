@@ -205,6 +205,7 @@ class Jules:
                 aliases=self.aliases,
                 secrets=self.secrets,
                 timeout=self.model.timeout,
+                mode=self.model.mode,
             )
             if not planned.valid or planned.yaml is None:
                 reply = f"I could not write a valid flow for that. {planned.problems}"
