@@ -3,8 +3,9 @@ request over a catalog of actions, with no model and no network.
 
 It reads a request clause by clause: how each clause stands (a direct request, a wish, a condition on another
 action, or a sentence that only sets the scene), the actions each asks for (copilot.catalog), and the sequencing
-words that move one action before or after another ("but before that", "once …", "first", "finally"). The tools
-come out in the order the request asks for them, each needing the one before.
+words that move one action before or after another ("but before that", "once …", "first", "finally"), and the
+times of day it gives them ("at 8am", "tomorrow morning"). The tools come out in the order the request asks for
+them, each needing the one before.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ def plan_tools(text: str, catalog: Catalog) -> tuple[list[str], list[tuple[str, 
     A tool's place is the clause that asks for it, not the first that mentions it: a sentence that only sets the
     scene ("I'm planning a trip to Lisbon in May") names an action only on strong evidence and yields its place to
     a request that names it again; a wish ("I'd like to dine out") yields to a direct request ("Can you book the
-    table?"); and the sequencing words move a clause ("…, but before that, …", "… once the payment is done",
-    "first", "finally")."""
+    table?"); the sequencing words move a clause ("…, but before that, …", "… once the payment is done",
+    "first", "finally"); and clauses that give their actions times of day come in the order of those times."""
     clauses = _requested(text, catalog)
     _sequence(clauses)
+    _chronological(clauses)
     mentions = sorted(
         (clause.standing, clause.place, position, name) for clause in clauses for position, name in clause.tools
     )
@@ -59,6 +61,8 @@ _WISH = re.compile(
     r"looking for|seeking|considering|thinking of|forget|should|preciso|precisamos|quero|queria|gostaria|"
     r"would|could|necesito|necesitamos|quiero|quisiera|me gustaria|tengo que|tenho que)\b"
 )
+# a sentence that says how things are, whatever word follows ("It's movie night", "There's a party on Friday")
+_STATES = re.compile(r"\s*(it's|it is|there's|there is|there are|here's|this is|that's|ha|hay|es)\b")
 _SCENE = re.compile(
     r"\s*((i|we) ?('m|am|'ve|have|had|was|were|'re|are|just|recently|already|got)\b|"
     r"(eu |nos )?(tenho|temos|estou|estamos|sou|acabei|acabamos|ja)\b|"
@@ -131,7 +135,12 @@ def _standing(sentence: str, catalog: Catalog) -> int:
     if _ASK.search(plain):
         return ASKED
     words = [word for _, word, weight in thesaurus.terms(sentence, broaden=False) if word not in {"also", "then"}]
-    if words and words[0] in catalog.verbs and not re.match(r"\s*(i|we|i'm|i've|we're)\b", plain):
+    if (
+        words
+        and words[0] in catalog.verbs
+        and not re.match(r"\s*(i|we|i'm|i've|we're)\b", plain)
+        and not _STATES.match(plain)
+    ):
         return ASKED
     return WISHED if _WISH.search(plain) else MENTIONED
 
@@ -204,3 +213,66 @@ _SUBORDINATE = re.compile(
     r"\s+(?=(?:once|as soon as|assim que|una vez que|before|after)\s+(?!that\b|this\b|all\b))"
     r"|\s+(?=(?:so that|so we can|so i can|para que|de modo que)\b)"
 )
+
+
+# a time of day a clause gives its action ("at 8am", "by 18:30", "às 20h", "tomorrow morning", "esta noche"), in
+# minutes after the midnight that starts today; a part of the day stands for its middle
+_CLOCK = re.compile(r"\b(\d{1,2})(?::(\d\d)|(h)(\d\d)?\b)?\s*(a\.?m\.?|p\.?m\.?)?(?![\w:/-])")
+_PART_OF_DAY = (
+    (re.compile(r"\bearly (?:in the )?morning\b|\bmadrugada\b"), 6 * 60),
+    (
+        re.compile(
+            r"\b(?:this|tomorrow|in the|every|each) morning\b|\b(?:de|pela|na) manha\b|\b(?:por|en) la manana\b"
+        ),
+        9 * 60,
+    ),
+    (re.compile(r"\bnoon\b|\bmidday\b|\bmeio-dia\b|\bmediodia\b"), 12 * 60),
+    (
+        re.compile(
+            r"\b(?:this|tomorrow|in the|every|each) afternoon\b|\b(?:a|de|pela|na) tarde\b|\b(?:por|en) la tarde\b"
+        ),
+        15 * 60,
+    ),
+    (
+        re.compile(
+            r"\b(?:this|tomorrow|in the|every|each) evening\b|\btonight\b|\bat night\b|"
+            r"\b(?:esta|a|de|pela|na) noite\b|\b(?:esta|por la|en la) noche\b"
+        ),
+        20 * 60,
+    ),
+)
+_TOMORROW = re.compile(r"\btomorrow\b|\bamanha\b|(?<!la )\bmanana\b")
+DAY = 24 * 60
+
+
+def _when(text: str) -> int | None:
+    """The time of day a clause gives, if it gives one: a clock time (a bare number needs a colon, "h" or am/pm)
+    or a part of the day, a day later when it says "tomorrow"."""
+    low = fold(text)
+    day = DAY if _TOMORROW.search(low) else 0
+    for match in _CLOCK.finditer(low):
+        hour, minutes, h, after_h, half = match.groups()
+        if minutes is None and h is None and half is None:
+            continue  # a bare number: a count, not a time
+        value, past = int(hour), int(minutes or after_h or 0)
+        if (half and not 1 <= value <= 12) or value > 23 or past > 59:
+            continue
+        if half:
+            value = value % 12 + (12 if half.startswith("p") else 0)
+        return day + value * 60 + past
+    for pattern, value in _PART_OF_DAY:
+        if pattern.search(low):
+            return day + value
+    return None
+
+
+def _chronological(clauses: list[_Clause]) -> None:
+    """Clauses that give their actions different times of day ("get me a taxi for 6:30", "set an alarm for 6:00")
+    take the places they hold between them in the order of those times: a request lists what happens at set times
+    as it comes to mind, and the earlier happens first."""
+    timed = [(when, clause) for clause in clauses if clause.tools and (when := _when(clause.text)) is not None]
+    if len({when for when, _ in timed}) < 2:
+        return
+    places = sorted(clause.place for _, clause in timed)
+    for place, (_, clause) in zip(places, sorted(timed, key=lambda item: (item[0], item[1].place)), strict=True):
+        clause.place = place

@@ -241,3 +241,31 @@ def test_a_scene_that_names_several_actions_equally_names_none() -> None:
     assert plan_tools("I have a pirate party on Friday. Walk the dog, please.", SHOWS)[0] == ["walk_dog"]
     # but a scene that says which names it, in its place
     assert plan_tools("I'm hosting a party on Friday. Please walk the dog.", SHOWS)[0] == ["host_party", "walk_dog"]
+
+
+def test_actions_given_times_of_day_come_in_the_order_of_those_times() -> None:
+    # Given a request that asks for the later action first, each with its own time, Then the earlier comes first
+    text = "Could you walk the dog in the park at 9:00am? Also, text my friend at 555-0100 at 7:30am to wake her."
+    tools, links = plan_tools(text, ERRANDS)
+    assert tools == ["text_friend", "walk_dog"] and links == [("text_friend", "walk_dog")]
+    # a part of the day counts too, and "tomorrow" is a day later; an action with no time keeps its place
+    text = "Please bake a cake tomorrow morning, water the plants in the kitchen, and walk the dog tonight."
+    assert plan_tools(text, ERRANDS)[0] == ["walk_dog", "water_plants", "bake_cake"]
+    # the same in Portuguese and Spanish ("às 18h", "a las 7:00"); a bare number is a count, not a time
+    local = Catalog([("regar_plantas", "Regar as plantas de um quarto", ()), ("pasear_perro", "Pasear al perro", ())])
+    assert plan_tools("Pasear al perro a las 18:00 y regar as plantas às 8h.", local)[0] == [
+        "regar_plantas",
+        "pasear_perro",
+    ]
+    assert plan_tools("Walk the dog with 3 friends, then water the plants at 7am.", ERRANDS)[0] == [
+        "walk_dog",
+        "water_plants",
+    ]
+
+
+def test_a_sentence_that_says_how_things_are_is_not_an_order() -> None:
+    # Given a statement that opens with a word the catalog knows ("It's cake day"), Then it names the cake only as a
+    # scene does, and the cake takes its place from the request that asks for it, after the text
+    text = "It's cake day at the office. Could you text my friend at 555-0100, and then bake the cake?"
+    tools, links = plan_tools(text, ERRANDS)
+    assert tools == ["text_friend", "bake_cake"] and links == [("text_friend", "bake_cake")]
