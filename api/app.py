@@ -1,4 +1,4 @@
-"""The HTTP server (FastAPI): webhook deliveries today; the API and the web UI mount here as they land.
+"""The HTTP server (FastAPI): the API (``/api/v1``, api.v1), webhook deliveries, health; the web UI mounts here.
 
 ``POST|PUT /hooks/{token}``: a webhook trigger's delivery. Checked (size, signature, body) and stored in the
 trigger inbox before it is answered ``202`` with the run's id; the run goes on in the workers. A refusal
@@ -14,6 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import v1
+from api.accounts import Accounts
+from api.v1 import errors
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
 from engine.runtime.runtime import Runtime
@@ -22,11 +25,26 @@ from engine.runtime.triggers import Accepted, Armed
 
 
 def create_app(runtime: Runtime, *, max_body_bytes: int = webhooks.MAX_BODY_BYTES) -> FastAPI:
-    app = FastAPI(title="IONFLUX", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app = FastAPI(title="IONFLUX", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.runtime = runtime
+    app.state.accounts = Accounts(runtime.db)
+    errors.install(app)
+    app.include_router(v1.router())
 
-    @app.get("/health")
+    @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
         return {"ok": True, "worker": runtime.worker_id}
+
+    @app.get("/ready", tags=["health"], responses={503: {"model": errors.Problem}})
+    def ready() -> JSONResponse:
+        """Readiness: the database answers (what a load balancer should check before sending traffic)."""
+        try:
+            with runtime.db.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return errors.problem(503, "server.not_ready", "the database does not answer")
+        return JSONResponse({"ok": True})
 
     @app.api_route("/hooks/{token}", methods=["POST", "PUT"], status_code=202)
     async def hook(token: str, request: Request) -> JSONResponse:
@@ -65,7 +83,7 @@ def _accept_and_start(runtime: Runtime, trigger: Armed, delivery: webhooks.Deliv
     secrets = runtime.orchestrator.secrets
 
     def secret_of(name: str) -> str:
-        value = secrets.resolve([name]).get(name)
+        value = secrets.resolve([name], runtime.orchestrator.owner_of(trigger.flow_id)).get(name)
         if value is None:
             raise SecretError(
                 f"the webhook's secret {name!r} is not set, so its deliveries cannot be verified",

@@ -60,7 +60,13 @@ def test_upgrading_from_the_first_schema_keeps_the_steps_recorded(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("revision", "table", "column"), [("0002", "wasm_modules", None), ("0001", "run_steps", "usage")]
+    ("revision", "table", "column"),
+    [
+        ("0005", "owners", None),
+        ("0005", "flows", "owner_id"),
+        ("0002", "wasm_modules", None),
+        ("0001", "run_steps", "usage"),
+    ],
 )
 def test_downgrade_reverses_each_migration(tmp_path: Path, revision: str, table: str, column: str | None) -> None:
     engine = make_engine(sqlite_url(tmp_path / "d.db"))

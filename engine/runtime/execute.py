@@ -26,7 +26,7 @@ from engine.steps.dispatch import run_step
 def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> StepResult:
     plan, state, key = work.plan, work.state, work.key
     declared = plan.flow.secrets
-    values = orchestrator.secrets.resolve(declared) if declared else {}
+    values = orchestrator.secrets.resolve(declared, orchestrator.owner_of(plan.flow.id)) if declared else {}
     redact = tuple(sorted(values.values(), key=len, reverse=True))
     limit = orchestrator.config.preview_chars
     context = expression_context(plan, state, key)

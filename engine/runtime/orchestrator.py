@@ -44,6 +44,7 @@ from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
 from engine.store.tables import (
+    LOCAL_OWNER,
     approvals,
     credit_ledger,
     flow_versions,
@@ -72,6 +73,12 @@ class RunNotFoundError(IonfluxError):
 
 class FlowNotFoundError(IonfluxError):
     code = "flow.not_found"
+
+
+class FlowTakenError(IonfluxError):
+    """Raised when a flow id belongs to another owner (ids are unique in an installation)."""
+
+    code = "flow.id_taken"
 
 
 class RunRefusedError(IonfluxError):
@@ -145,6 +152,7 @@ class Orchestrator:
         self.doorbell: Callable[[str, str, int], None] = lambda run_id, key, attempt: None
         self.timer_scheduled: Callable[[datetime], None] = lambda at: None
         self._plans: dict[str, Plan] = {}
+        self._owners: dict[str, str] = {}  # flow id -> owner
         self._writes = writes_for(self.postgres)
         # run id -> (seq, state, parent run id, parent step) as this process last recorded or read it
         self._cache: OrderedDict[str, tuple[int, RunState, str | None, str | None]] = OrderedDict()
@@ -156,23 +164,45 @@ class Orchestrator:
 
     # --- flows ----------------------------------------------------------------------------------------------
 
-    def save_flow(self, text: str, file: str = "<flow>") -> tuple[str, str]:
-        """Validate and store a flow version (idempotent: the version id is the content id). -> (flow id, version)"""
+    def save_flow(self, text: str, file: str = "<flow>", owner: str = LOCAL_OWNER) -> tuple[str, str]:
+        """Validate and store a flow version (idempotent: the version id is the content id). -> (flow id, version)
+
+        A flow id is unique in the installation: another owner's flow with the same id is refused (choose another
+        id); saving a deleted flow of the same owner brings it back."""
         flow = load_flow(text, file, registry=self.registry)
         self.check_runnable(flow, file)
         version = content_id(flow)
         now = datetime.now(UTC)
         with self.db.begin() as conn:
-            if conn.execute(sa.select(flows.c.id).where(flows.c.id == flow.id)).first() is None:
-                conn.execute(flows.insert().values(id=flow.id, name=flow.name, created_at=now, updated_at=now))
+            holder = conn.execute(sa.select(flows.c.owner_id).where(flows.c.id == flow.id)).scalar()
+            if holder is None:
+                conn.execute(
+                    flows.insert().values(id=flow.id, owner_id=owner, name=flow.name, created_at=now, updated_at=now)
+                )
+            elif holder != owner:
+                raise FlowTakenError(
+                    f"{file}: the flow id {flow.id!r} is taken in this installation",
+                    hint="give the flow another `id`",
+                )
             if conn.execute(sa.select(flow_versions.c.id).where(flow_versions.c.id == version)).first() is None:
                 conn.execute(flow_versions.insert().values(id=version, flow_id=flow.id, source=text, created_at=now))
             conn.execute(
                 flows.update()
                 .where(flows.c.id == flow.id)
-                .values(latest_version=version, name=flow.name, updated_at=now)
+                .values(latest_version=version, name=flow.name, updated_at=now, deleted_at=None)
             )
+        self._owners[flow.id] = owner
         return flow.id, version
+
+    def owner_of(self, flow_id: str) -> str:
+        """The owner of a flow (whose secrets its steps read); cached: a flow never changes owner."""
+        owner = self._owners.get(flow_id)
+        if owner is None:
+            with self.db.connect() as conn:
+                owner = conn.execute(sa.select(flows.c.owner_id).where(flows.c.id == flow_id)).scalar()
+            owner = str(owner or LOCAL_OWNER)
+            self._owners[flow_id] = owner
+        return owner
 
     def check_runnable(self, flow: Flow, file: str = "<flow>") -> None:
         """Refuse a flow that uses a node type with no executor here (before any run exists)."""

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
 from engine.errors import IonfluxError
-from engine.store.tables import secrets
+from engine.store.tables import LOCAL_OWNER, secrets
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -38,7 +38,9 @@ class SecretStore:
                 "`ionflux secrets new-key`",
             ) from None
 
-    def set(self, name: str, value: str) -> None:
+    # every method takes the owner whose secrets it reads or writes: a name is unique per owner, never shared
+
+    def set(self, name: str, value: str, owner: str = LOCAL_OWNER) -> None:
         if not NAME.fullmatch(name):
             raise SecretError(
                 f"{name!r} is not a valid secret name", hint="use letters, digits and _, starting with a letter"
@@ -47,25 +49,47 @@ class SecretStore:
         now = datetime.now(UTC)
         with self._db.begin() as conn:
             updated = conn.execute(
-                secrets.update().where(secrets.c.name == name).values(ciphertext=token, updated_at=now)
+                secrets.update()
+                .where(secrets.c.owner_id == owner, secrets.c.name == name)
+                .values(ciphertext=token, updated_at=now)
             ).rowcount
             if not updated:
-                conn.execute(secrets.insert().values(name=name, ciphertext=token, created_at=now, updated_at=now))
+                conn.execute(
+                    secrets.insert().values(
+                        owner_id=owner, name=name, ciphertext=token, created_at=now, updated_at=now
+                    )
+                )
 
-    def delete(self, name: str) -> bool:
+    def delete(self, name: str, owner: str = LOCAL_OWNER) -> bool:
         with self._db.begin() as conn:
-            return bool(conn.execute(secrets.delete().where(secrets.c.name == name)).rowcount)
+            gone = conn.execute(secrets.delete().where(secrets.c.owner_id == owner, secrets.c.name == name))
+            return bool(gone.rowcount)
 
-    def names(self) -> list[str]:
+    def names(self, owner: str = LOCAL_OWNER) -> list[str]:
         with self._db.begin() as conn:
-            return list(conn.execute(sa.select(secrets.c.name).order_by(secrets.c.name)).scalars())
+            query = sa.select(secrets.c.name).where(secrets.c.owner_id == owner).order_by(secrets.c.name)
+            return list(conn.execute(query).scalars())
 
-    def resolve(self, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    def listing(self, owner: str = LOCAL_OWNER) -> list[tuple[str, datetime, datetime]]:
+        """(name, created, updated) of each secret: what may be shown (values never are)."""
+        with self._db.begin() as conn:
+            query = (
+                sa.select(secrets.c.name, secrets.c.created_at, secrets.c.updated_at)
+                .where(secrets.c.owner_id == owner)
+                .order_by(secrets.c.name)
+            )
+            return [(n, c, u) for n, c, u in conn.execute(query)]
+
+    def resolve(self, names: tuple[str, ...] | list[str], owner: str = LOCAL_OWNER) -> dict[str, str]:
         """The values of the named secrets that exist (a missing one fails only the step that reads it)."""
         if not names:
             return {}
         with self._db.begin() as conn:
-            rows = conn.execute(sa.select(secrets.c.name, secrets.c.ciphertext).where(secrets.c.name.in_(names)))
+            rows = conn.execute(
+                sa.select(secrets.c.name, secrets.c.ciphertext).where(
+                    secrets.c.owner_id == owner, secrets.c.name.in_(names)
+                )
+            )
             out = {}
             for name, token in rows:
                 try:

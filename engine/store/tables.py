@@ -26,10 +26,66 @@ def _when(**kw: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True), **kw))
 
 
+LOCAL_OWNER = "local"  # the owner of everything made from the command line in embedded mode
+
+
+class OwnerRow(SQLModel, table=True):
+    """Who flows, runs, secrets, sessions and tokens belong to. ``role`` admin: an operator (manages owners)."""
+
+    __tablename__ = "owners"
+    id: str = Field(primary_key=True, max_length=26)
+    name: str = Field(max_length=120)
+    email: str | None = Field(default=None, max_length=254, unique=True)
+    password_hash: str | None = None  # argon2; None: no browser login (tokens only)
+    role: str = Field(default="owner", max_length=16)  # owner | admin
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """An API token: only its SHA-256 is kept (tokens are 256 random bits, so a fast hash is enough)."""
+
+    __tablename__ = "api_tokens"
+    id: str = Field(primary_key=True, max_length=26)
+    owner_id: str = Field(foreign_key="owners.id", index=True, max_length=26)
+    name: str = Field(max_length=120)
+    digest: str = Field(unique=True, max_length=64)
+    prefix: str = Field(max_length=16)  # the first characters, to recognise a token in a list
+    scope: str = Field(max_length=8)  # read | write | admin
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    last_used_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A browser login: the cookie holds the id, the table its SHA-256, the CSRF token and the expiry."""
+
+    __tablename__ = "web_sessions"
+    digest: str = Field(primary_key=True, max_length=64)
+    owner_id: str = Field(foreign_key="owners.id", index=True, max_length=26)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class AuditRow(SQLModel, table=True):
+    """Who changed what, when: flows, versions, activations, secrets (by name), tokens, accepted co-pilot diffs."""
+
+    __tablename__ = "audit_log"
+    id: str = Field(primary_key=True, max_length=26)
+    owner_id: str = Field(foreign_key="owners.id", index=True, max_length=26)
+    actor: str = Field(max_length=160)  # "token <prefix>", "session", "cli"
+    action: str = Field(max_length=40)  # e.g. flow.create, secret.set, token.revoke, copilot.accept
+    target: str = Field(max_length=200)
+    detail: Any = _json()
+    at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
+
+
 class FlowRow(SQLModel, table=True):
     __tablename__ = "flows"
     id: str = Field(primary_key=True, max_length=64)  # the flow's own `id`
+    owner_id: str = Field(default=LOCAL_OWNER, foreign_key="owners.id", index=True, max_length=26)
     name: str | None = None
+    deleted_at: datetime | None = _when()  # soft delete: its runs and versions stay readable by id
     latest_version: str | None = Field(default=None, max_length=80)
     active_version: str | None = Field(default=None, max_length=80)  # whose triggers are armed; None: inactive
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
@@ -185,6 +241,7 @@ class SecretRow(SQLModel, table=True):
     """A secret, encrypted at rest (engine.runtime.secrets); the value never leaves a worker's step call."""
 
     __tablename__ = "secrets"
+    owner_id: str = Field(default=LOCAL_OWNER, foreign_key="owners.id", primary_key=True, max_length=26)
     name: str = Field(primary_key=True, max_length=64)
     ciphertext: bytes
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
@@ -218,6 +275,7 @@ class ChatSessionRow(SQLModel, table=True):
 
     __tablename__ = "chat_sessions"
     id: str = Field(primary_key=True, max_length=26)
+    owner_id: str = Field(default=LOCAL_OWNER, foreign_key="owners.id", index=True, max_length=26)
     title: str = ""
     draft: str = ""  # the accepted FluxGraph YAML so far ("" before the first accepted proposal)
     flow_id: str | None = Field(default=None, max_length=64)  # set once the draft is saved as a flow
@@ -258,6 +316,10 @@ class ChatChangeRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
 
+owners: sa.Table = OwnerRow.__table__  # type: ignore[attr-defined]
+api_tokens: sa.Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
+web_sessions: sa.Table = WebSessionRow.__table__  # type: ignore[attr-defined]
+audit_log: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 flows: sa.Table = FlowRow.__table__  # type: ignore[attr-defined]
 flow_versions: sa.Table = FlowVersionRow.__table__  # type: ignore[attr-defined]
 runs: sa.Table = RunRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,266 @@
+"""Owners, API tokens, browser sessions and the audit log: who is asking, and what they may do.
+
+Every flow, run, secret, chat session and token belongs to an owner, and a request acts as exactly one owner.
+Tokens carry a scope (``read`` < ``write`` < ``admin``); a browser session is its owner with the ``admin`` scope
+(and a CSRF token for form posts). An owner with the ``admin`` role is an operator: they also manage owners.
+
+Secrets at rest: an API token or a session id is 256 random bits, kept only as its SHA-256 (a fast hash is
+enough for a value nobody can guess); a password is kept as an argon2 hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from engine.errors import IonfluxError
+from engine.store.ids import new_id
+from engine.store.tables import LOCAL_OWNER, api_tokens, audit_log, owners, web_sessions
+
+SCOPES = ("read", "write", "admin")
+TOKEN_PREFIX = "ifx_"
+SESSION_DAYS = 14
+_USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per token
+_HASHER = PasswordHasher()
+
+
+class AccessError(IonfluxError):
+    code = "auth.invalid"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as."""
+
+    owner_id: str
+    role: str  # owner | admin
+    scope: str  # read | write | admin
+    actor: str  # for the audit log: "token ifx_ab12…", "session", "cli"
+    csrf: str | None = None  # a browser session's: form posts must echo it
+
+    def allows(self, scope: str) -> bool:
+        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, db: sa.Engine) -> None:
+        self.db = db
+
+    # --- owners -----------------------------------------------------------------------------------------------
+
+    def create_owner(
+        self, name: str, *, email: str | None = None, password: str | None = None, role: str = "owner"
+    ) -> str:
+        if role not in ("owner", "admin"):
+            raise AccessError(f"unknown role {role!r}", hint="owner or admin", code="request.invalid")
+        if password is not None and len(password) < 10:
+            raise AccessError("the password is too short", hint="use 10 characters or more", code="request.invalid")
+        owner_id = new_id()
+        with self.db.begin() as conn:
+            if email and conn.execute(sa.select(owners.c.id).where(owners.c.email == email)).first():
+                raise AccessError(f"an owner with the email {email!r} exists", code="owner.exists")
+            conn.execute(
+                owners.insert().values(
+                    id=owner_id,
+                    name=name,
+                    email=email,
+                    password_hash=_HASHER.hash(password) if password else None,
+                    role=role,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return owner_id
+
+    def owner(self, owner_id: str) -> dict[str, Any] | None:
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(owners).where(owners.c.id == owner_id)).mappings().first()
+        return _owner(row) if row else None
+
+    def owners(self) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            return [_owner(r) for r in conn.execute(sa.select(owners).order_by(owners.c.id)).mappings()]
+
+    def needs_setup(self) -> bool:
+        """True until the first owner who can sign in exists (the first-run path creates them)."""
+        with self.db.connect() as conn:
+            found = conn.execute(sa.select(owners.c.id).where(owners.c.id != LOCAL_OWNER).limit(1)).first()
+        return found is None
+
+    # --- tokens -----------------------------------------------------------------------------------------------
+
+    def issue_token(self, owner_id: str, name: str, scope: str) -> tuple[str, str]:
+        """A new token: (its id, the token itself, shown once and never again)."""
+        if scope not in SCOPES:
+            raise AccessError(f"unknown scope {scope!r}", hint="read, write or admin", code="request.invalid")
+        secret = TOKEN_PREFIX + random.token_urlsafe(32)
+        token_id = new_id()
+        with self.db.begin() as conn:
+            conn.execute(
+                api_tokens.insert().values(
+                    id=token_id,
+                    owner_id=owner_id,
+                    name=name,
+                    digest=digest(secret),
+                    prefix=secret[:10],
+                    scope=scope,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return token_id, secret
+
+    def tokens(self, owner_id: str) -> list[dict[str, Any]]:
+        query = sa.select(api_tokens).where(api_tokens.c.owner_id == owner_id).order_by(api_tokens.c.id)
+        with self.db.connect() as conn:
+            return [_token(r) for r in conn.execute(query).mappings()]
+
+    def revoke(self, owner_id: str, token_id: str) -> bool:
+        with self.db.begin() as conn:
+            done = conn.execute(
+                api_tokens.update()
+                .where(
+                    api_tokens.c.id == token_id, api_tokens.c.owner_id == owner_id, api_tokens.c.revoked_at.is_(None)
+                )
+                .values(revoked_at=datetime.now(UTC))
+            )
+            return bool(done.rowcount)
+
+    def by_token(self, secret: str) -> Principal | None:
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        now = datetime.now(UTC)
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    api_tokens.c.id.label("token_id"),
+                    api_tokens.c.scope,
+                    api_tokens.c.prefix,
+                    api_tokens.c.last_used_at,
+                    owners.c.id.label("owner_id"),
+                    owners.c.role,
+                )
+                .join(owners, owners.c.id == api_tokens.c.owner_id)
+                .where(api_tokens.c.digest == digest(secret), api_tokens.c.revoked_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        last = row.last_used_at
+        if last is None or _aware(last) < now - _USED_EVERY:
+            with self.db.begin() as conn:
+                conn.execute(api_tokens.update().where(api_tokens.c.id == row.token_id).values(last_used_at=now))
+        return Principal(row.owner_id, row.role, row.scope, f"token {row.prefix}…")
+
+    # --- browser sessions -------------------------------------------------------------------------------------
+
+    def login(self, email: str, password: str) -> tuple[str, Principal] | None:
+        """A new session for the right email and password: (the cookie value, who it is); None otherwise."""
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(owners).where(owners.c.email == email)).mappings().first()
+        if row is None or not row["password_hash"]:
+            _HASHER.hash(password)  # the same work either way: timing does not tell which emails exist
+            return None
+        try:
+            _HASHER.verify(row["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            return None
+        secret, csrf, now = random.token_urlsafe(32), random.token_urlsafe(24), datetime.now(UTC)
+        with self.db.begin() as conn:
+            conn.execute(
+                web_sessions.insert().values(
+                    digest=digest(secret),
+                    owner_id=row["id"],
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=now + timedelta(days=SESSION_DAYS),
+                )
+            )
+        return secret, Principal(row["id"], row["role"], "admin", "session", csrf)
+
+    def by_session(self, secret: str) -> Principal | None:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sa.select(web_sessions.c.csrf, web_sessions.c.expires_at, owners.c.id.label("owner_id"), owners.c.role)
+                .join(owners, owners.c.id == web_sessions.c.owner_id)
+                .where(web_sessions.c.digest == digest(secret))
+            ).first()
+        if row is None or _aware(row.expires_at) < datetime.now(UTC):
+            return None
+        return Principal(row.owner_id, row.role, "admin", "session", row.csrf)
+
+    def logout(self, secret: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.digest == digest(secret)))
+
+    # --- audit ------------------------------------------------------------------------------------------------
+
+    def audit(self, who: Principal, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        with self.db.begin() as conn:
+            conn.execute(
+                audit_log.insert().values(
+                    id=new_id(),
+                    owner_id=who.owner_id,
+                    actor=who.actor,
+                    action=action,
+                    target=target[:200],
+                    detail=detail,
+                    at=datetime.now(UTC),
+                )
+            )
+
+    def audit_log(self, owner_id: str, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(audit_log).where(audit_log.c.owner_id == owner_id)
+        if before:
+            query = query.where(audit_log.c.id < before)
+        with self.db.connect() as conn:
+            rows = conn.execute(query.order_by(audit_log.c.id.desc()).limit(limit)).mappings()
+            return [
+                {
+                    "id": r["id"],
+                    "actor": r["actor"],
+                    "action": r["action"],
+                    "target": r["target"],
+                    "detail": r["detail"],
+                    "at": _aware(r["at"]).isoformat(),
+                }
+                for r in rows
+            ]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def _owner(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "email": row["email"],
+        "role": row["role"],
+        "can_sign_in": bool(row["password_hash"]),
+        "created_at": _aware(row["created_at"]).isoformat(),
+    }
+
+
+def _token(row: Any) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return _aware(value).isoformat() if value else None
+
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "prefix": row["prefix"],
+        "scope": row["scope"],
+        "created_at": when(row["created_at"]),
+        "last_used_at": when(row["last_used_at"]),
+        "revoked_at": when(row["revoked_at"]),
+    }

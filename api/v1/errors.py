@@ -1,0 +1,112 @@
+"""One error model at the edge: every refusal is ``{"error": {"code", "message", "hint", "location"?}}`` with the
+status that says why. Domain errors keep their stable codes; validation errors say where (the flow's file, line
+and node, or the request field); nothing else leaks: an unexpected failure answers 500 with an id to find it in
+the server's log, never a stack trace or a secret."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.dsl.issue import FlowValidationError
+from engine.errors import IonfluxError
+from engine.store.ids import new_id
+
+log = logging.getLogger("ionflux.api")
+
+# status by error code: exact codes first, then by their last part
+EXACT = {
+    "flow.invalid": 422,
+    "flow.id_taken": 409,
+    "run.refused": 409,
+    "copilot.chat": 409,
+    "copilot.edit_invalid": 422,
+    "auth.required": 401,
+    "auth.invalid": 401,
+    "auth.forbidden": 403,
+    "auth.csrf": 403,
+    "owner.exists": 409,
+    "setup.done": 409,
+    "request.too_large": 413,
+    "request.rate_limited": 429,
+    "copilot.no_valid_flow": 422,
+}
+SUFFIX = {"not_found": 404, "invalid": 422, "exists": 409, "refused": 409, "conflict": 409}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    hint: str = ""
+    location: Any = None
+
+
+class Problem(BaseModel):
+    """Every non-2xx answer of the API."""
+
+    error: ErrorBody
+
+
+class ApiError(IonfluxError):
+    """A refusal raised in a route with an explicit status."""
+
+    def __init__(self, status: int, code: str, message: str, *, hint: str = "", location: Any = None) -> None:
+        super().__init__(message, hint=hint, code=code)
+        self.status = status
+        self.location = location
+
+
+def status_of(code: str) -> int:
+    return EXACT.get(code) or SUFFIX.get(code.rsplit(".", 1)[-1], 400)
+
+
+def problem(status: int, code: str, message: str, hint: str = "", location: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "hint": hint}
+    if location is not None:
+        body["location"] = location
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_r: Request, e: ApiError) -> JSONResponse:
+        return problem(e.status, e.code, e.message, e.hint, e.location)
+
+    @app.exception_handler(FlowValidationError)
+    async def invalid_flow(_r: Request, e: FlowValidationError) -> JSONResponse:
+        issues = [i.to_dict() for i in e.issues]
+        return problem(422, e.code, e.message, e.hint, {"issues": issues})
+
+    @app.exception_handler(IonfluxError)
+    async def domain(_r: Request, e: IonfluxError) -> JSONResponse:
+        return problem(status_of(e.code), e.code, e.message, e.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_r: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return problem(
+            422,
+            "request.invalid",
+            f"{where}: {first.get('msg', 'invalid')}" if where else "the request is not valid",
+            "see the API's OpenAPI schema at /api/openapi.json",
+            [{"field": ".".join(str(p) for p in x.get("loc", ())), "message": x.get("msg", "")} for x in errors],
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "route.not_found", 405: "route.method_not_allowed"}.get(e.status_code, "http.error")
+        return problem(e.status_code, code, str(e.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        incident = new_id()
+        log.exception("unexpected error %s on %s %s", incident, request.method, request.url.path)
+        return problem(500, "server.error", f"an unexpected error ({incident}); it is in the server's log")
