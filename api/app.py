@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import v1
 from api.accounts import Accounts
+from api.body_limit import BodyLimit
 from api.v1 import errors
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
@@ -23,13 +24,18 @@ from engine.runtime.runtime import Runtime
 from engine.runtime.secrets import SecretError
 from engine.runtime.triggers import Accepted, Armed
 
+API_BODY_BYTES = 2 * 1024 * 1024  # an API request: a flow, a message, a secret; webhooks have their own limit
 
-def create_app(runtime: Runtime, *, max_body_bytes: int = webhooks.MAX_BODY_BYTES) -> FastAPI:
+
+def create_app(
+    runtime: Runtime, *, max_body_bytes: int = webhooks.MAX_BODY_BYTES, api_body_bytes: int = API_BODY_BYTES
+) -> FastAPI:
     app = FastAPI(title="IONFLUX", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.runtime = runtime
     app.state.accounts = Accounts(runtime.db)
     errors.install(app)
     app.include_router(v1.router())
+    app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:

@@ -3,6 +3,7 @@ CSRF, operators, the audit log, and one error model for every refusal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,16 @@ def test_every_refusal_has_the_same_shape(
 def test_health_and_readiness(a: Api) -> None:
     assert a.client.get("/health").json()["ok"] is True
     assert a.client.get("/ready").json() == {"ok": True}
+
+
+def test_an_oversized_body_is_refused_before_any_route_reads_it(a: Api) -> None:
+    big = b"x" * (2 * 1024 * 1024 + 1)
+    declared = a.client.post("/api/v1/login", content=big, headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "request.too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(3):
+            yield b"x" * (1024 * 1024)
+
+    streamed = a.client.post("/api/v1/login", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
