@@ -131,6 +131,12 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--user", default=os.environ.get("USER", ""), help="who accepts the changes (recorded)")
     p.set_defaults(func=_lazy_from("api.chat_commands", "cmd_chat"))
 
+    p = add("review", "Jules's review of a flow file: cost per node, cheaper alternatives, error-handling advice.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--write", action="store_true", help="apply the advice and write descriptions into the file")
+    p.add_argument("--alert-to", default="ops@example.com", help="who a new failure alert emails (no Slack/Discord)")
+    p.set_defaults(func=_lazy_from("api.review_commands", "cmd_review"))
+
     p = add(
         "tune", "Shorter prompts for a flow's llm nodes (token and C-ION difference); --score tries them on past runs."
     )
