@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api import v1
 from api.accounts import Accounts
 from api.body_limit import BodyLimit
+from api.settings import Settings
 from api.v1 import errors
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
@@ -28,16 +29,24 @@ API_BODY_BYTES = 2 * 1024 * 1024  # an API request: a flow, a message, a secret;
 
 
 def create_app(
-    runtime: Runtime, *, max_body_bytes: int = webhooks.MAX_BODY_BYTES, api_body_bytes: int = API_BODY_BYTES
+    runtime: Runtime,
+    *,
+    settings: Settings | None = None,
+    max_body_bytes: int = webhooks.MAX_BODY_BYTES,
+    api_body_bytes: int = API_BODY_BYTES,
 ) -> FastAPI:
+    """``settings``: the server's (model aliases, rate limits); tests and embedders may leave them to the
+    environment, read on first use."""
     app = FastAPI(title="IONFLUX", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+    if settings is not None:
+        app.state.settings = settings
     app.state.accounts = Accounts(runtime.db)
     errors.install(app)
     app.include_router(v1.router())
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"])  # liveness: no dependency is checked
     def health() -> dict[str, Any]:
         """Liveness: the process answers."""
         return {"ok": True, "worker": runtime.worker_id}
@@ -52,7 +61,6 @@ def create_app(
             return errors.problem(503, "server.not_ready", "the database does not answer")
         return JSONResponse({"ok": True})
 
-    @app.api_route("/hooks/{token}", methods=["POST", "PUT"], status_code=202)
     async def hook(token: str, request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
@@ -82,6 +90,17 @@ def create_app(
             status_code=202,
         )
 
+    for method in ("POST", "PUT"):
+        app.add_api_route(
+            "/hooks/{token}",
+            hook,
+            methods=[method],
+            status_code=202,
+            operation_id=f"webhook_{method.lower()}",
+            tags=["webhooks"],
+            summary="A webhook trigger's delivery",
+            responses={status: {"model": errors.Problem} for status in (400, 401, 404, 413, 503)},
+        )
     return app
 
 

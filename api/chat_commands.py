@@ -14,31 +14,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from api.jules import jules_for, model_choice
 from api.settings import Settings
 from copilot.chat import Change, Jules, Turn
-from copilot.structured import ModelChoice
 from engine.dsl.issue import FlowValidationError
 from engine.errors import IonfluxError
 from engine.nodetypes.builtin import builtin_registry
+from engine.store.tables import LOCAL_OWNER
 
 HELP = (
     "Say what to automate, then what to change. Commands: /accept (or y), /reject (or n), /show, /save [FILE], "
     "/help, /quit. The end of input saves."
 )
-
-
-def model_choice(settings: Settings, alias: str | None, mode: str = "tools") -> ModelChoice | None:
-    """The model Jules uses: ``alias`` (else IONFLUX_MODEL) resolved through the model aliases; None: offline."""
-    name = alias or settings.model
-    if not name:
-        return None
-    from engine.steps.llm import LlmSettings
-
-    llm = LlmSettings(settings.model_routes(), settings.llm_api_base, settings.llm_timeout_seconds)
-    route, _ = llm.route(name)
-    return ModelChoice(
-        route.model, route.api_base, route.api_key, settings.llm_timeout_seconds, "json" if mode == "json" else "tools"
-    )
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -61,40 +48,42 @@ def _chat(args: argparse.Namespace, settings: Settings, console: Console) -> int
     choice = None if args.offline else model_choice(settings, args.model, args.mode)
     from engine.runtime.secrets import SecretStore
 
-    aliases = tuple(settings.model_routes())
-    secrets = tuple(SecretStore(db, settings.key()).names())  # a model may use these and no other
-    jules = Jules(db, builtin_registry(), model=choice, aliases=aliases, secrets=secrets)
+    secrets = tuple(SecretStore(db, settings.key()).names(LOCAL_OWNER))  # a model may use these and no other
+    jules = jules_for(db, builtin_registry(), settings, secrets, model=choice)
     start = Path(args.start).read_text("utf-8") if args.start else ""
-    session = args.session or jules.start(user=args.user, draft=start)
+    # the terminal acts as the local owner (embedded mode), like every other command
+    session = args.session or jules.start(owner=LOCAL_OWNER, user=args.user, draft=start)
     planner = f"model {choice.model}" if choice else "offline planner (no model configured: rules and the catalog)"
     console.print(Text(f"Jules ({planner}); session {session}. {HELP}", style="dim"))
-    pending: Change | None = jules.session(session).pending
-    saved = jules.session(session).draft  # what is on disk already: the end of input saves only what is new
+    pending: Change | None = jules.session(session, owner=LOCAL_OWNER).pending
+    saved = jules.session(
+        session, owner=LOCAL_OWNER
+    ).draft  # what is on disk already: the end of input saves only what is new
     while True:
         line = _read("you> ")
         if line is None or line.strip() in ("/quit", "/exit"):
-            if jules.session(session).draft == saved:
+            if jules.session(session, owner=LOCAL_OWNER).draft == saved:
                 return 0
             return _save(jules, session, args.output, settings, console)
         text = line.strip()
         if not text:
             continue
         if pending is not None and text.lower() in ("y", "yes", "/accept"):
-            jules.accept(session, pending.id, user=args.user)
+            jules.accept(session, pending.id, owner=LOCAL_OWNER, user=args.user)
             console.print(Text("accepted: the draft is updated", style="green"))
             pending = None
         elif pending is not None and text.lower() in ("n", "no", "/reject"):
-            jules.reject(session, pending.id, user=args.user)
+            jules.reject(session, pending.id, owner=LOCAL_OWNER, user=args.user)
             console.print(Text("rejected: the draft is unchanged", style="yellow"))
             pending = None
         elif text == "/show":
-            print(jules.session(session).draft or "(no draft yet)", end="")
+            print(jules.session(session, owner=LOCAL_OWNER).draft or "(no draft yet)", end="")
         elif text == "/help":
             console.print(Text(HELP, style="dim"))
         elif text.startswith("/save"):
             target = text.removeprefix("/save").strip() or args.output
             if _save(jules, session, target, settings, console) == 0:
-                saved = jules.session(session).draft
+                saved = jules.session(session, owner=LOCAL_OWNER).draft
         elif text.startswith("/"):
             console.print(Text(f"unknown command {text.split()[0]}; {HELP}", style="red"))
         else:
@@ -112,7 +101,7 @@ def _turn(jules: Jules, session: str, text: str, user: str, console: Console) ->
         elif kind == "status":
             console.print(Text(f"({piece}) ", style="dim"), end="")
 
-    turn: Turn = jules.say(session, text, user=user, listen=listen)
+    turn: Turn = jules.say(session, text, owner=LOCAL_OWNER, user=user, listen=listen)
     console.print()
     if turn.change is None or turn.change.status != "pending":
         return None
@@ -124,7 +113,7 @@ def _turn(jules: Jules, session: str, text: str, user: str, console: Console) ->
 
 
 def _save(jules: Jules, session: str, output: str | None, settings: Settings, console: Console) -> int:
-    draft = jules.session(session).draft
+    draft = jules.session(session, owner=LOCAL_OWNER).draft
     if not draft:
         console.print(Text("nothing to save: accept a proposal first", style="yellow"))
         return 1
@@ -137,11 +126,11 @@ def _save(jules: Jules, session: str, output: str | None, settings: Settings, co
 
     try:
         with Runtime(settings.runtime_config(), extension_modules=settings.extension_modules) as runtime:
-            _, version = runtime.orchestrator.save_flow(draft, str(path))
+            _, version = runtime.orchestrator.save_flow(draft, str(path), LOCAL_OWNER)
     except IonfluxError as e:  # written, but this installation cannot run it yet: say why
         console.print(Text(f"saved to {path}; not stored as a flow: {e}", style="yellow"))
         return 0
-    jules.saved_as(session, flow_id)
+    jules.saved_as(session, flow_id, owner=LOCAL_OWNER)
     console.print(
         Text(f"saved to {path} and stored as flow {flow_id} (version {version}); next: ionflux run {path}", "green")
     )

@@ -421,7 +421,9 @@ def _serve(runtime: Runtime, settings: Settings, console: Console) -> Any:
     from api.server import ServerError, serve_in_thread
 
     try:
-        return serve_in_thread(create_app(runtime, max_body_bytes=settings.max_webhook_bytes), settings.bind)
+        return serve_in_thread(
+            create_app(runtime, settings=settings, max_body_bytes=settings.max_webhook_bytes), settings.bind
+        )
     except ServerError as e:
         console.print(Text(f"warning[{e.code}]: {e.message}", style="yellow"))
         console.print(Text(f"  hint: {e.hint}; the engine runs without it", style="dim"))
@@ -472,7 +474,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = Settings()
     runtime = _runtime(settings)
     with runtime:
-        http = serve_in_thread(create_app(runtime, max_body_bytes=settings.max_webhook_bytes), settings.bind)
+        http = serve_in_thread(
+            create_app(runtime, settings=settings, max_body_bytes=settings.max_webhook_bytes), settings.bind
+        )
         console.print(f"ionflux api: HTTP at {http.url}")
         try:
             _wait_for_signal(args.seconds)

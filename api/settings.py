@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     llm_api_base: str | None = Field(None, description="OpenAI-compatible server (llama.cpp, Ollama) for all aliases")
     llm_timeout_seconds: float = Field(120.0, gt=0)
+    copilot_rate_per_minute: float = Field(
+        30.0, gt=0, description="co-pilot calls (messages, plan, estimate, optimise, advice) an owner may make a minute"
+    )
     bind: str = Field("127.0.0.1:8080", description="host:port the HTTP server listens on (port 0: any free one)")
     max_webhook_bytes: int = Field(1024 * 1024, ge=1024, description="largest webhook body accepted (413 beyond)")
     public_url: str = Field(

@@ -7,7 +7,8 @@ proposal supersedes an older pending one; every decision is recorded (the prompt
 operations, the diff, who decided and when), so a flow's history says who asked for what.
 
 Everything is stored (tables ``chat_sessions``, ``chat_messages``, ``chat_changes``), so a session survives a
-restart and the API and the UI read the same conversation the CLI had.
+restart and the API and the UI read the same conversation the CLI had. A session belongs to an owner: every call
+names the owner it acts for, and another owner's session answers as if it did not exist (``copilot.session_not_found``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ Listener = Callable[[str, str], None]  # (kind, text): "token" pieces of the rep
 
 
 class ChatError(IonfluxError):
+    """Raised when a conversation cannot go on: a session or change that does not exist for this owner
+    (``copilot.session_not_found``, ``copilot.change_not_found``), an empty message or an invalid starting draft
+    (``copilot.message_invalid``, ``copilot.draft_invalid``), or a decision that no longer applies
+    (``copilot.chat``: superseded, or made on an older draft)."""
+
     code = "copilot.chat"
 
 
@@ -87,6 +93,7 @@ class Turn:
 @dataclass(frozen=True)
 class Session:
     id: str
+    owner_id: str
     title: str
     draft: str
     flow_id: str | None
@@ -124,24 +131,31 @@ class Jules:
 
     # --- sessions -------------------------------------------------------------------------------------------
 
-    def start(self, user: str = "", title: str = "", draft: str = "") -> str:
-        """A new session (``draft``: start from an existing flow's YAML instead of an empty one)."""
+    def start(self, *, owner: str, user: str = "", title: str = "", draft: str = "", flow_id: str | None = None) -> str:
+        """A new session of ``owner`` (``draft``: start from an existing flow's YAML, ``flow_id``, instead of an
+        empty one)."""
         if draft:
             self._valid(draft, "the starting draft")
         session_id, now = new_id(), datetime.now(UTC)
         with self.db.begin() as conn:
             conn.execute(
                 chat_sessions.insert().values(
-                    id=session_id, title=title, draft=draft, created_by=user, created_at=now, updated_at=now
+                    id=session_id,
+                    owner_id=owner,
+                    title=title,
+                    draft=draft,
+                    flow_id=flow_id,
+                    created_by=user,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
         return session_id
 
-    def session(self, session_id: str) -> Session:
+    def session(self, session_id: str, *, owner: str) -> Session:
+        """The session with its messages and changes; ``copilot.session_not_found`` unless ``owner``'s."""
         with self.db.connect() as conn:
-            row = conn.execute(sa.select(chat_sessions).where(chat_sessions.c.id == session_id)).mappings().first()
-            if row is None:
-                raise ChatError(f"there is no chat session {session_id!r}", hint="start one (ionflux chat)")
+            row = self._owned(conn, session_id, owner)
             messages = conn.execute(
                 sa.select(chat_messages).where(chat_messages.c.session_id == session_id).order_by(chat_messages.c.id)
             ).mappings()
@@ -150,6 +164,7 @@ class Jules:
             ).mappings()
             return Session(
                 row["id"],
+                row["owner_id"],
                 row["title"],
                 row["draft"],
                 row["flow_id"],
@@ -159,29 +174,45 @@ class Jules:
                         "role": m["role"],
                         "content": m["content"],
                         "author": m["author"],
-                        "at": m["created_at"].isoformat(),
+                        "at": _aware(m["created_at"]).isoformat(),
                     }
                     for m in messages
                 ),
                 tuple(_change(c) for c in changes),
             )
 
-    def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+    def sessions(self, *, owner: str, limit: int = 50) -> list[dict[str, Any]]:
+        """``owner``'s sessions, newest first."""
+        query = (
+            sa.select(chat_sessions)
+            .where(chat_sessions.c.owner_id == owner)
+            .order_by(chat_sessions.c.id.desc())
+            .limit(limit)
+        )
         with self.db.connect() as conn:
-            rows = conn.execute(sa.select(chat_sessions).order_by(chat_sessions.c.id.desc()).limit(limit)).mappings()
             return [
-                {"id": r["id"], "title": r["title"], "flow_id": r["flow_id"], "updated_at": r["updated_at"]}
-                for r in rows
+                {
+                    "id": r["id"],
+                    "title": r["title"],
+                    "flow_id": r["flow_id"],
+                    "created_at": r["created_at"],
+                    "updated_at": r["updated_at"],
+                }
+                for r in conn.execute(query).mappings()
             ]
 
     # --- a message and its proposal ---------------------------------------------------------------------------
 
-    def say(self, session_id: str, text: str, user: str = "", listen: Listener | None = None) -> Turn:
+    def say(self, session_id: str, text: str, *, owner: str, user: str = "", listen: Listener | None = None) -> Turn:
         """Answer ``text``: a proposal for the session's draft (nothing changes until it is accepted)."""
         text = text.strip()
         if not text:
-            raise ChatError("the message is empty", hint="say what to automate, or what to change in the draft")
-        current = self.session(session_id)
+            raise ChatError(
+                "the message is empty",
+                hint="say what to automate, or what to change in the draft",
+                code="copilot.message_invalid",
+            )
+        current = self.session(session_id, owner=owner)
         self._record_message(session_id, "user", text, user)
         turn = self._first_draft(current, text, listen) if not current.draft else self._edit(current, text, listen)
         if turn.change is None and listen is not None:
@@ -189,7 +220,7 @@ class Jules:
         return turn
 
     def _first_draft(self, current: Session, text: str, listen: Listener | None) -> Turn:
-        flow_id = _flow_id(text)
+        flow_id = flow_id_for(text)
         if self.model is not None:
             from copilot.model_planner import plan_with_model
 
@@ -210,7 +241,7 @@ class Jules:
             if not planned.valid or planned.yaml is None:
                 reply = f"I could not write a valid flow for that. {planned.problems}"
                 return self._answer(current, text, reply, None, planned.planner, planned, listen)
-            proposal = check("", _with_id(planned.yaml, flow_id), (), self.registry)
+            proposal = check("", with_flow_id(planned.yaml, flow_id), (), self.registry)
             reply = "Here is a first draft."
             return self._answer(current, text, reply, proposal, planned.planner, planned, listen)
         result = offline_draft(text, flow_id=flow_id, registry=self.registry)
@@ -301,12 +332,12 @@ class Jules:
 
     # --- decisions --------------------------------------------------------------------------------------------
 
-    def accept(self, session_id: str, change_id: str, user: str = "") -> str:
+    def accept(self, session_id: str, change_id: str, *, owner: str, user: str = "") -> str:
         """Make the proposal the session's draft; -> the new draft. Refuses a proposal made on an older draft."""
         now = datetime.now(UTC)
         with self.db.begin() as conn:
+            draft = self._owned(conn, session_id, owner)["draft"]
             change = self._pending(conn, session_id, change_id)
-            draft = conn.execute(sa.select(chat_sessions.c.draft).where(chat_sessions.c.id == session_id)).scalar()
             if change["before"] != draft:
                 raise ChatError(
                     f"change {change_id} was proposed for an older draft",
@@ -324,8 +355,9 @@ class Jules:
             )
         return str(change["after"])
 
-    def reject(self, session_id: str, change_id: str, user: str = "") -> None:
+    def reject(self, session_id: str, change_id: str, *, owner: str, user: str = "") -> None:
         with self.db.begin() as conn:
+            self._owned(conn, session_id, owner)
             self._pending(conn, session_id, change_id)
             conn.execute(
                 chat_changes.update()
@@ -333,9 +365,10 @@ class Jules:
                 .values(status="rejected", decided_by=user, decided_at=datetime.now(UTC))
             )
 
-    def saved_as(self, session_id: str, flow_id: str) -> None:
+    def saved_as(self, session_id: str, flow_id: str, *, owner: str) -> None:
         """Record that the session's draft was stored as the flow ``flow_id``."""
         with self.db.begin() as conn:
+            self._owned(conn, session_id, owner)
             conn.execute(
                 chat_sessions.update()
                 .where(chat_sessions.c.id == session_id)
@@ -343,6 +376,18 @@ class Jules:
             )
 
     # --- storage ----------------------------------------------------------------------------------------------
+
+    def _owned(self, conn: sa.Connection, session_id: str, owner: str) -> Any:
+        """The session's row if it is ``owner``'s; another owner's session does not exist for them."""
+        query = sa.select(chat_sessions).where(chat_sessions.c.id == session_id, chat_sessions.c.owner_id == owner)
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise ChatError(
+                f"there is no chat session {session_id!r}",
+                hint="start one (ionflux chat, or POST /api/v1/copilot/sessions)",
+                code="copilot.session_not_found",
+            )
+        return row
 
     def _pending(self, conn: sa.Connection, session_id: str, change_id: str) -> Any:
         row = (
@@ -353,7 +398,7 @@ class Jules:
             .first()
         )
         if row is None:
-            raise ChatError(f"session {session_id} has no change {change_id!r}")
+            raise ChatError(f"session {session_id} has no change {change_id!r}", code="copilot.change_not_found")
         if row["status"] != "pending":
             raise ChatError(
                 f"change {change_id} is {row['status']}, not pending", hint="only the latest proposal can be decided"
@@ -425,7 +470,9 @@ class Jules:
         try:
             load_flow(text, "<draft>", registry=self.registry)
         except FlowValidationError as e:
-            raise ChatError(f"{what} is not a valid flow:\n{e}", hint="fix it with `ionflux validate`") from None
+            raise ChatError(
+                f"{what} is not a valid flow:\n{e}", hint="fix it with `ionflux validate`", code="copilot.draft_invalid"
+            ) from None
 
 
 # --- small pieces -----------------------------------------------------------------------------------------------
@@ -469,7 +516,7 @@ def _change(row: Any) -> Change:
         row["after"],
         row["diff"],
         row["decided_by"],
-        row["decided_at"],
+        _aware(row["decided_at"]) if row["decided_at"] else None,
     )
 
 
@@ -479,13 +526,19 @@ def _stream_words(text: str, listen: Listener) -> None:
         listen("token", piece)
 
 
-def _flow_id(text: str) -> str:
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def flow_id_for(text: str) -> str:
+    """A flow id made of the request's first words (``every-monday-at-8-fetch``)."""
     words = re.findall(r"[a-z0-9]+", text.lower())[:5]
     slug = "-".join(words)[:48].strip("-")
     return slug if slug and slug[0].isalpha() else f"flow-{slug}".strip("-")
 
 
-def _with_id(text: str, flow_id: str) -> str:
+def with_flow_id(text: str, flow_id: str) -> str:
+    """``text`` with ``flow_id`` as its id, unless it names one of its own."""
     doc = yaml.safe_load(text) or {}
     if isinstance(doc, dict) and doc.get("id") in (None, "planned-flow"):
         doc["id"] = flow_id

@@ -239,21 +239,27 @@ def test_jules_edits_a_draft_with_the_local_model_a_valid_proposal_or_a_clear_fa
     from engine.dsl.validator import load_flow
     from engine.nodetypes.builtin import builtin_registry
     from engine.store.db import make_engine, migrate, sqlite_url
+    from engine.store.tables import LOCAL_OWNER
 
     db = make_engine(sqlite_url(tmp_path / "chat.db"))
     migrate(db)
     registry = builtin_registry()
     offline = Jules(db, registry)
-    session = offline.start()
+    session = offline.start(owner=LOCAL_OWNER)
     first = offline.say(
-        session, "Every Monday at 8 fetch https://api.example.com/orders and post them to #sales on Slack"
+        session,
+        "Every Monday at 8 fetch https://api.example.com/orders and post them to #sales on Slack",
+        owner=LOCAL_OWNER,
     )
     assert first.change is not None
-    offline.accept(session, first.change.id)
+    offline.accept(session, first.change.id, owner=LOCAL_OWNER)
     jules = Jules(db, registry, model=ModelChoice("openai/smollm2", local_llm, "none", timeout=120))
     events: list[tuple[str, str]] = []
     turn = jules.say(
-        session, "cap the budget at 20 C-ION per run", listen=lambda kind, text: events.append((kind, text))
+        session,
+        "cap the budget at 20 C-ION per run",
+        owner=LOCAL_OWNER,
+        listen=lambda kind, text: events.append((kind, text)),
     )
     assert turn.planner == "model:openai/smollm2" and turn.tokens_in > 0
     assert any(kind == "token" for kind, _ in events)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.accounts import Accounts, Principal
@@ -85,12 +85,6 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 AccountsDep = Annotated[Accounts, Depends(accounts)]
 
 
-def page_limit(limit: int = 50) -> int:
-    """Pages hold at most 200 items."""
-    if not 1 <= limit <= 200:
-        raise ApiError(422, "request.invalid", "limit must be between 1 and 200")
-    return limit
-
-
-Limit = Annotated[int, Depends(page_limit)]
+# pages hold 1 to 200 items (declared in the schema, so clients and schemathesis know the bounds)
+Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
 Json = dict[str, Any]

@@ -27,6 +27,10 @@ EXACT = {
     "run.refused": 409,
     "copilot.chat": 409,
     "copilot.edit_invalid": 422,
+    "copilot.session_not_found": 404,
+    "copilot.change_not_found": 404,
+    "copilot.message_invalid": 422,
+    "copilot.draft_invalid": 422,
     "auth.required": 401,
     "auth.invalid": 401,
     "auth.forbidden": 403,
@@ -56,10 +60,20 @@ class Problem(BaseModel):
 class ApiError(IonfluxError):
     """A refusal raised in a route with an explicit status."""
 
-    def __init__(self, status: int, code: str, message: str, *, hint: str = "", location: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        hint: str = "",
+        location: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint, code=code)
         self.status = status
         self.location = location
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
 
 def status_of(code: str) -> int:
@@ -76,7 +90,9 @@ def problem(status: int, code: str, message: str, hint: str = "", location: Any 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_r: Request, e: ApiError) -> JSONResponse:
-        return problem(e.status, e.code, e.message, e.hint, e.location)
+        answer = problem(e.status, e.code, e.message, e.hint, e.location)
+        answer.headers.update(e.headers)
+        return answer
 
     @app.exception_handler(FlowValidationError)
     async def invalid_flow(_r: Request, e: FlowValidationError) -> JSONResponse:

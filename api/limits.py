@@ -1,0 +1,49 @@
+"""How often a key (an owner, a webhook URL) may call something costly: a token bucket per key, in memory.
+
+In memory and per process is what a single server needs; several servers behind a load balancer each enforce the
+limit for the requests they see (so the effective limit is the rate times the servers). Buckets of keys that have
+been idle long enough to be full again are dropped, so the table stays as small as the set of recent callers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimit:
+    """At most ``per_minute`` calls per key, in bursts of up to ``burst`` (default: a minute's worth)."""
+
+    def __init__(
+        self, per_minute: float, *, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0  # tokens a second
+        self.burst = max(1.0, burst if burst is not None else per_minute)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens left, when counted)
+        self._lock = threading.Lock()
+        self._swept = clock()
+
+    def take(self, key: str) -> float:
+        """0.0 when the call may go ahead (it is counted), else the seconds until one may."""
+        now = self.clock()
+        with self._lock:
+            self._sweep(now)
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    def _sweep(self, now: float) -> None:
+        full_after = self.burst / self.rate  # an idle bucket is full again after this long: forget it
+        if now - self._swept < full_after:
+            return
+        self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items() if now - at < full_after}
+        self._swept = now

@@ -1,0 +1,82 @@
+"""The owner's secrets (``/api/v1/secrets``): set, list and delete by name. Values are write-only: no answer, log
+line or audit entry ever carries one; the list shows names and times only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, Field
+
+from api.v1.deps import AccountsDep, Admin, Reader, RuntimeDep, Writer
+from api.v1.errors import ApiError, Problem
+
+router = APIRouter(tags=["secrets"])
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # engine.runtime.secrets.NAME, as the schema declares it
+MAX_VALUE = 64 * 1024
+Name = Annotated[str, Path(pattern=NAME_PATTERN, description="letters, digits and _, starting with a letter or _")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": why}
+    for status, why in (
+        (401, "no valid token or session"),
+        (403, "the token's scope is too small"),
+        (422, "the request is not valid"),
+    )
+}
+
+
+class SecretOut(BaseModel):
+    """A secret as it may be shown: its name and when it was set, never its value."""
+
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class SecretValue(BaseModel):
+    value: str = Field(min_length=1, max_length=MAX_VALUE, description="write-only: never returned")
+
+
+@router.get("/secrets", response_model=list[SecretOut], responses=_ERRORS)
+def list_secrets(principal: Reader, runtime: RuntimeDep) -> list[SecretOut]:
+    """The owner's secrets by name (values are never returned)."""
+    return [
+        SecretOut(name=name, created_at=_iso(created), updated_at=_iso(updated))
+        for name, created, updated in runtime.orchestrator.secrets.listing(principal.owner_id)
+    ]
+
+
+@router.put("/secrets/{name}", response_model=SecretOut, responses=_ERRORS)
+def set_secret(
+    name: Name, body: SecretValue, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep
+) -> SecretOut:
+    """Create or replace the secret ``name``; the answer and the audit log name it, never its value."""
+    store = runtime.orchestrator.secrets
+    existed = name in store.names(principal.owner_id)
+    store.set(name, body.value, principal.owner_id)
+    accounts.audit(principal, "secret.set", name, {"created": not existed})
+    return next(
+        SecretOut(name=n, created_at=_iso(c), updated_at=_iso(u))
+        for n, c, u in store.listing(principal.owner_id)
+        if n == name
+    )
+
+
+@router.delete(
+    "/secrets/{name}",
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 404: {"model": Problem, "description": "the owner has no secret of this name"}},
+)
+def delete_secret(name: Name, principal: Admin, runtime: RuntimeDep, accounts: AccountsDep) -> Response:
+    """Delete the secret ``name`` (a step that reads it then fails, saying which secret is not set)."""
+    if not runtime.orchestrator.secrets.delete(name, principal.owner_id):
+        raise ApiError(404, "secret.not_found", f"you have no secret {name!r}", hint="GET /api/v1/secrets lists them")
+    accounts.audit(principal, "secret.delete", name)
+    return Response(status_code=204)
+
+
+def _iso(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()  # SQLite hands back naive UTC

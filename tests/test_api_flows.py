@@ -1,0 +1,354 @@
+"""Flows over HTTP: save (YAML or JSON), validate with located issues, list and search, show with triggers and a
+cost forecast, versions and diffs, activate/deactivate, soft delete, export/import; and the catalog. Every flow
+belongs to its owner: another owner's is not found (404), and scopes decide who may change what."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.steps.llm import ModelRoute
+from tests.api_helpers import BACKENDS, Api, api
+from tests.runtime_helpers import flow
+
+YAML = {"Content-Type": "application/yaml"}
+
+DIGEST = flow(
+    """
+    fluxgraph: 1
+    id: daily-digest
+    name: Daily digest
+    description: Collects the day's orders into one message.
+    triggers:
+      - type: manual
+      - type: webhook
+      - type: cron
+        cron: "0 8 * * *"
+        timezone: Europe/Lisbon
+    nodes:
+      - {id: collect, type: data.set, with: {orders: 3}}
+    """
+)
+DIGEST_V2 = (
+    DIGEST.replace("{orders: 3}", "{orders: 4}") + "  - {id: tell, type: data.set, needs: [collect], with: {x: 1}}\n"
+)
+INVALID = flow(
+    """
+    fluxgraph: 1
+    id: broken
+    nodes:
+      - {id: a, type: data.set, with: {v: 1}}
+      - {id: b, type: data.set, needs: [nowhere], with: {v: 2}}
+    """
+)
+
+
+def simple(flow_id: str, description: str = "A flow.") -> str:
+    return flow(
+        f"""
+        fluxgraph: 1
+        id: {flow_id}
+        description: {description}
+        nodes:
+          - {{id: a, type: data.set, with: {{v: 1}}}}
+        """
+    )
+
+
+@pytest.fixture
+def a(tmp_path: Path) -> Iterator[Api]:
+    with api("embedded", tmp_path, start=False) as value:
+        yield value
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_flow_is_saved_shown_versioned_activated_deleted_and_brought_back(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given a flow saved from YAML, then a second version sent as JSON
+        first = a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers=YAML)
+        assert first.status_code == 201, first.text
+        assert first.json()["id"] == "daily-digest" and first.json()["created"] and first.json()["new_version"]
+        v1 = first.json()["version"]
+        second = a.call("POST", "/api/v1/flows", "write", json={"yaml": DIGEST_V2})
+        assert second.status_code == 201 and not second.json()["created"] and second.json()["new_version"]
+        v2 = second.json()["version"]
+        again = a.call("POST", "/api/v1/flows", "write", content=DIGEST_V2, headers={"Content-Type": "text/plain"})
+        assert again.json() == {"id": "daily-digest", "version": v2, "created": False, "new_version": False}
+
+        # When it is listed and shown
+        [item] = a.call("GET", "/api/v1/flows", "read").json()["items"]
+        assert item["latest_version"] == v2 and item["active_version"] is None
+        assert item["description"] == "Collects the day's orders into one message."
+        assert item["triggers"] == {"types": ["manual", "webhook", "cron"], "armed": 0}
+        shown = a.call("GET", "/api/v1/flows/daily-digest", "read").json()
+        assert shown["yaml"] == DIGEST_V2 and shown["armed_triggers"] == []
+        assert [t["type"] for t in shown["declared_triggers"]] == ["manual", "webhook", "cron"]
+        assert {n["node_id"] for n in shown["forecast"]["nodes"]} == {"collect", "tell"}
+        assert shown["forecast"]["fixed_cion"] >= 0
+
+        # Then its versions, each version's YAML and the diff between them are there
+        versions = a.call("GET", "/api/v1/flows/daily-digest/versions", "read").json()
+        assert [v["id"] for v in versions["items"]] == [v2, v1] and versions["next_cursor"] is None
+        assert versions["items"][0]["latest"] and not versions["items"][1]["latest"]
+        paged = a.call("GET", "/api/v1/flows/daily-digest/versions?limit=1", "read").json()
+        assert [v["id"] for v in paged["items"]] == [v2]
+        rest = a.call("GET", f"/api/v1/flows/daily-digest/versions?limit=1&cursor={paged['next_cursor']}", "read")
+        assert [v["id"] for v in rest.json()["items"]] == [v1]
+        old = a.call("GET", f"/api/v1/flows/daily-digest/versions/{v1}", "read").json()
+        assert old["yaml"] == DIGEST and old["flow_id"] == "daily-digest"
+        diff = a.call("GET", f"/api/v1/flows/daily-digest/diff?from={v1}&to={v2}", "read").json()
+        assert diff["from"] == v1 and diff["to"] == v2
+        assert diff["structural"]["added_nodes"] == [{"id": "tell", "type": "data.set"}]
+        assert diff["structural"]["changed_nodes"][0]["id"] == "collect"
+        assert {"from": "collect", "to": "tell", "kind": "needs"} in diff["structural"]["added_edges"]
+        assert "-  - {id: collect, type: data.set, with: {orders: 3}}" in diff["text"]
+
+        # When it is activated at the first version: its webhook and cron are armed, with the webhook's URL
+        on = a.call("POST", "/api/v1/flows/daily-digest/activate", "write", json={"version": v1})
+        assert on.status_code == 200, on.text
+        assert on.json()["active_version"] == v1
+        armed = {t["kind"]: t for t in on.json()["armed_triggers"]}
+        assert set(armed) == {"webhook", "cron"} and armed["cron"]["next_fire_at"] is not None
+        url = armed["webhook"]["url"]
+        assert url.startswith("http://testserver/hooks/")
+        shown = a.call("GET", "/api/v1/flows/daily-digest", "read").json()
+        assert shown["active_version"] == v1 and shown["triggers"]["armed"] == 2
+        assert a.client.post(url.removeprefix("http://testserver"), json={}).status_code == 202  # the URL works
+        latest = a.call("POST", "/api/v1/flows/daily-digest/activate", "write")  # no body: the latest version
+        assert latest.json()["active_version"] == v2
+        off = a.call("POST", "/api/v1/flows/daily-digest/deactivate", "write")
+        assert off.json() == {"id": "daily-digest", "active_version": None, "armed_triggers": []}
+        assert a.client.post(url.removeprefix("http://testserver"), json={}).status_code == 404
+
+        # And it exports as a YAML file
+        exported = a.call("GET", "/api/v1/flows/daily-digest/export", "read")
+        assert exported.status_code == 200 and exported.text == DIGEST_V2
+        assert exported.headers["content-type"].startswith("application/yaml")
+        assert exported.headers["content-disposition"] == 'attachment; filename="daily-digest.yaml"'
+        assert a.call("GET", f"/api/v1/flows/daily-digest/export?version={v1}", "read").text == DIGEST
+
+        # When it is deleted (active again first: deleting disarms), it is gone from lookups and listings
+        a.call("POST", "/api/v1/flows/daily-digest/activate", "write")
+        assert a.call("DELETE", "/api/v1/flows/daily-digest", "admin").status_code == 204
+        assert a.runtime.triggers.armed("daily-digest") == []
+        gone = a.call("GET", "/api/v1/flows/daily-digest", "read")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "flow.not_found"
+        assert a.call("GET", f"/api/v1/flows/daily-digest/versions/{v1}", "read").status_code == 404
+        assert a.call("GET", "/api/v1/flows", "read").json()["items"] == []
+        assert a.call("DELETE", "/api/v1/flows/daily-digest", "admin").status_code == 404
+
+        # Then saving it again brings it back, inactive, with its versions
+        back = a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers=YAML)
+        assert back.status_code == 201 and back.json()["created"] and not back.json()["new_version"]
+        shown = a.call("GET", "/api/v1/flows/daily-digest", "read").json()
+        assert shown["active_version"] is None and shown["latest_version"] == v1
+        assert len(a.call("GET", "/api/v1/flows/daily-digest/versions", "read").json()["items"]) == 2
+
+        actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "read").json()]
+        assert actions[:3] == ["flow.save", "flow.delete", "flow.activate"]
+        assert {"flow.save", "flow.activate", "flow.deactivate", "flow.delete"} <= set(actions)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_another_owners_flows_do_not_exist_for_you(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given Ana's flow
+        version = a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers=YAML).json()["version"]
+        # When Rui (another owner, admin token) looks for it or acts on it, it is not found: 404, never 403
+        for method, path in (
+            ("GET", "/api/v1/flows/daily-digest"),
+            ("GET", "/api/v1/flows/daily-digest/versions"),
+            ("GET", f"/api/v1/flows/daily-digest/versions/{version}"),
+            ("GET", f"/api/v1/flows/daily-digest/diff?from={version}"),
+            ("GET", "/api/v1/flows/daily-digest/export"),
+            ("POST", "/api/v1/flows/daily-digest/activate"),
+            ("POST", "/api/v1/flows/daily-digest/deactivate"),
+            ("DELETE", "/api/v1/flows/daily-digest"),
+        ):
+            answer = a.call(method, path, "other")
+            assert answer.status_code == 404, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "flow.not_found"
+        assert a.call("GET", "/api/v1/flows", "other").json()["items"] == []
+        assert a.call("GET", "/api/v1/flows?q=digest", "other").json()["items"] == []
+        # Then an id in use is refused to Rui, and Ana's flow is untouched
+        taken = a.call("POST", "/api/v1/flows", "other", content=DIGEST_V2, headers=YAML)
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "flow.id_taken"
+        assert a.call("GET", "/api/v1/flows/daily-digest", "read").json()["latest_version"] == version
+        # And a version id of Ana's flow is not found under Rui's own flow either
+        a.call("POST", "/api/v1/flows", "other", content=simple("ruis-flow"), headers=YAML)
+        assert a.call("GET", f"/api/v1/flows/ruis-flow/versions/{version}", "other").status_code == 404
+
+
+def test_scopes_decide_who_may_change_flows(a: Api) -> None:
+    # Given a flow saved with a write token
+    assert a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers=YAML).status_code == 201
+    # Then anonymous callers get 401, read tokens read and validate but change nothing, only admin deletes
+    assert a.call("GET", "/api/v1/flows", "anonymous").status_code == 401
+    garbage = {"content": b"\xff" * 10, "headers": {"Content-Type": "application/json"}}
+    assert a.call("POST", "/api/v1/flows", "anonymous", **garbage).status_code == 401  # before the body is read
+    assert a.call("POST", "/api/v1/flows", "read", **garbage).status_code == 403
+    for method, path in (
+        ("POST", "/api/v1/flows"),
+        ("POST", "/api/v1/flows/import"),
+        ("POST", "/api/v1/flows/daily-digest/activate"),
+        ("POST", "/api/v1/flows/daily-digest/deactivate"),
+        ("DELETE", "/api/v1/flows/daily-digest"),
+    ):
+        refused = a.call(method, path, "read", json={"yaml": DIGEST, "flows": [DIGEST]})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "auth.forbidden", (method, path)
+    assert a.call("POST", "/api/v1/flows/validate", "read", content=DIGEST, headers=YAML).json()["valid"]
+    assert a.call("GET", "/api/v1/flows/daily-digest", "read").status_code == 200
+    assert a.call("DELETE", "/api/v1/flows/daily-digest", "write").status_code == 403
+    assert a.call("DELETE", "/api/v1/flows/daily-digest", "admin").status_code == 204
+
+
+def test_an_invalid_flow_is_refused_with_every_issue_located(a: Api) -> None:
+    # When an invalid flow is saved
+    refused = a.call("POST", "/api/v1/flows", "write", content=INVALID, headers=YAML)
+    # Then nothing is stored and the answer says where each problem is
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["code"] == "flow.invalid"
+    [issue] = error["location"]["issues"]
+    assert issue["node_id"] == "b" and issue["line"] == 5 and issue["path"].startswith("nodes[1].needs")
+    assert a.call("GET", "/api/v1/flows/broken", "read").status_code == 404
+    # And validation alone answers 200 with the same issues, or valid for a good flow
+    checked = a.call("POST", "/api/v1/flows/validate", "read", json={"yaml": INVALID})
+    assert checked.status_code == 200 and checked.json()["valid"] is False
+    assert [i["code"] for i in checked.json()["issues"]] == [issue["code"]]
+    assert set(checked.json()["issues"][0]) == {
+        "code",
+        "severity",
+        "message",
+        "hint",
+        "file",
+        "line",
+        "column",
+        "node_id",
+        "path",
+    }
+    assert a.call("POST", "/api/v1/flows/validate", "read", content=DIGEST, headers=YAML).json() == {
+        "valid": True,
+        "issues": [],
+    }
+    not_yaml = a.call("POST", "/api/v1/flows/validate", "read", content="a: [unclosed", headers=YAML).json()
+    assert not not_yaml["valid"] and not_yaml["issues"][0]["line"] == 1
+
+
+def test_a_flow_that_cannot_run_here_is_reported_by_validate_and_refused_by_save(a: Api) -> None:
+    # Given a valid flow whose node type has no executor in this installation
+    unrunnable = simple("needs-unbuilt").replace("type: data.set", "type: test.unbuilt")
+    # Then validation says so, and saving it is refused
+    checked = a.call("POST", "/api/v1/flows/validate", "read", content=unrunnable, headers=YAML).json()
+    assert checked["valid"] is False and [i["code"] for i in checked["issues"]] == ["run.refused"]
+    refused = a.call("POST", "/api/v1/flows", "write", content=unrunnable, headers=YAML)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "run.refused"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_listing_searches_and_pages_by_id(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        _search_and_page(a)
+
+
+def _search_and_page(a: Api) -> None:
+    # Given five flows, two of which mention invoices only in their description
+    for flow_id, description in (
+        ("alpha", "Sends invoices to accounting."),
+        ("bravo", "Watches stock."),
+        ("charlie", "Archives INVOICES nightly."),
+        ("delta", "Nothing about it."),
+        ("echo", "100% off_topic."),
+    ):
+        saved = a.call("POST", "/api/v1/flows", "write", content=simple(flow_id, description), headers=YAML)
+        assert saved.status_code == 201, saved.text
+    # When searching, id, name and description match case-insensitively (not other YAML)
+    found = a.call("GET", "/api/v1/flows?q=invoice", "read").json()
+    assert [f["id"] for f in found["items"]] == ["alpha", "charlie"] and found["next_cursor"] is None
+    assert [f["id"] for f in a.call("GET", "/api/v1/flows?q=RAV", "read").json()["items"]] == ["bravo"]
+    assert a.call("GET", "/api/v1/flows?q=data.set", "read").json()["items"] == []
+    assert [f["id"] for f in a.call("GET", "/api/v1/flows?q=100%25", "read").json()["items"]] == ["echo"]
+    assert [f["id"] for f in a.call("GET", "/api/v1/flows?q=f_t", "read").json()["items"]] == ["echo"]  # _ is literal
+    # Then pages follow the id order with an opaque cursor, and end with none
+    seen, cursor = [], None
+    while True:
+        page = a.call("GET", "/api/v1/flows?limit=2" + (f"&cursor={cursor}" if cursor else ""), "read").json()
+        seen += [f["id"] for f in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["alpha", "bravo", "charlie", "delta", "echo"]
+    searched = a.call("GET", "/api/v1/flows?q=invoice&limit=1", "read").json()
+    rest = a.call("GET", f"/api/v1/flows?q=invoice&limit=1&cursor={searched['next_cursor']}", "read").json()
+    assert [f["id"] for f in searched["items"] + rest["items"]] == ["alpha", "charlie"]
+    # And bad paging is refused in the one error model
+    for query in ("limit=0", "limit=201", "cursor=%25%25%25"):
+        bad = a.call("GET", f"/api/v1/flows?{query}", "read")
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "request.invalid", query
+
+
+def test_bodies_are_capped_and_typed(a: Api) -> None:
+    huge = DIGEST + "# " + "x" * 1_000_000 + "\n"
+    for body, headers in ((huge, YAML), (json.dumps({"yaml": huge}), {"Content-Type": "application/json"})):
+        refused = a.call("POST", "/api/v1/flows", "write", content=body, headers=headers)
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "request.too_large"
+    odd = a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers={"Content-Type": "image/png"})
+    assert odd.status_code == 415 and odd.json()["error"]["code"] == "request.unsupported_media_type"
+    binary = a.call("POST", "/api/v1/flows", "write", content=b"\xff\xfe", headers=YAML)
+    assert binary.status_code == 422 and binary.json()["error"]["code"] == "request.invalid"
+    missing = a.call("POST", "/api/v1/flows", "write", json={"yml": DIGEST})
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "request.invalid"
+    assert "body.yaml" in missing.json()["error"]["message"]
+    oversized = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [huge, simple("small")]}).json()
+    assert oversized["results"][0]["error"]["code"] == "request.too_large" and oversized["results"][1]["ok"]
+    too_many = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [DIGEST] * 51})
+    assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "request.invalid"
+    unknown = a.call("GET", "/api/v1/flows/daily-digest/diff?from=bnope", "read")
+    assert unknown.status_code == 404
+
+
+def test_import_saves_the_valid_flows_and_reports_the_others(a: Api) -> None:
+    # Given Rui owns the id "taken"
+    a.call("POST", "/api/v1/flows", "other", content=simple("taken"), headers=YAML)
+    # When Ana imports four flows
+    report = a.call(
+        "POST", "/api/v1/flows/import", "write", json={"flows": [DIGEST, INVALID, simple("taken"), simple("more")]}
+    )
+    # Then the valid ones are saved and the others say why
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert (body["saved"], body["failed"]) == (2, 2)
+    ok, invalid, taken, more = body["results"]
+    assert ok["ok"] and ok["id"] == "daily-digest" and ok["created"]
+    assert not invalid["ok"] and invalid["error"]["code"] == "flow.invalid" and invalid["issues"][0]["node_id"] == "b"
+    assert not taken["ok"] and taken["error"]["code"] == "flow.id_taken"
+    assert more["ok"] and more["id"] == "more"
+    listed = [f["id"] for f in a.call("GET", "/api/v1/flows", "read").json()["items"]]
+    assert listed == ["daily-digest", "more"]
+    exported = a.call("GET", "/api/v1/flows/more/export", "read").text
+    again = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [exported]}).json()
+    assert again["results"][0]["created"] is False  # an export imports back as the same version
+
+
+def test_the_catalog_lists_node_types_with_schemas_and_agents_without_keys(tmp_path: Path) -> None:
+    models = {"default": ModelRoute("openai/gpt-4o-mini", api_key="sk-very-secret"), "local": ModelRoute("ollama/x")}
+    with api("embedded", tmp_path, start=False, llm_models=models) as a:
+        types = a.call("GET", "/api/v1/catalog/types", "read").json()
+        by_name = {t["name"]: t for t in types}
+        assert "data.set" in by_name and "http.request" in by_name
+        assert set(by_name["http.request"]) == {"name", "family", "summary", "capabilities", "cost", "cost_cion"}
+        assert "net" in by_name["http.request"]["capabilities"]
+        one = a.call("GET", "/api/v1/catalog/types/http.request", "read").json()
+        assert one["with"]["type"] == "object" and "output" in one and one["example"]
+        unknown = a.call("GET", "/api/v1/catalog/types/http.requets", "read")
+        assert unknown.status_code == 404 and "http.request" in unknown.json()["error"]["hint"]
+        agents = a.call("GET", "/api/v1/catalog/agents", "read")
+        assert agents.json() == [
+            {"name": "default", "model": "openai/gpt-4o-mini", "priced": False},
+            {"name": "local", "model": "ollama/x", "priced": False},
+        ]
+        assert "sk-very-secret" not in agents.text
+        assert a.call("GET", "/api/v1/catalog/types", "anonymous").status_code == 401
