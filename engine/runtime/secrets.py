@@ -55,9 +55,7 @@ class SecretStore:
             ).rowcount
             if not updated:
                 conn.execute(
-                    secrets.insert().values(
-                        owner_id=owner, name=name, ciphertext=token, created_at=now, updated_at=now
-                    )
+                    secrets.insert().values(owner_id=owner, name=name, ciphertext=token, created_at=now, updated_at=now)
                 )
 
     def delete(self, name: str, owner: str = LOCAL_OWNER) -> bool:
