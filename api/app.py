@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api import v1
 from api.accounts import Accounts
 from api.body_limit import BodyLimit
+from api.limits import RateLimit
 from api.settings import Settings
 from api.v1 import errors
 from engine.errors import IonfluxError
@@ -61,7 +62,14 @@ def create_app(
             return errors.problem(503, "server.not_ready", "the database does not answer")
         return JSONResponse({"ok": True})
 
+    deliveries = RateLimit((settings or Settings()).webhook_rate_per_minute)
+
     async def hook(token: str, request: Request) -> JSONResponse:
+        wait = deliveries.take(token)
+        if wait:  # a sender in a loop (or a flood) cannot start runs faster than the limit
+            answer = _refusal(429, "webhook.rate_limited", "too many deliveries to this webhook URL")
+            answer.headers["Retry-After"] = str(max(1, round(wait)))
+            return answer
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             return _refusal(413, "webhook.too_large", f"the body is over {max_body_bytes:,} bytes")

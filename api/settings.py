@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     bind: str = Field("127.0.0.1:8080", description="host:port the HTTP server listens on (port 0: any free one)")
     max_webhook_bytes: int = Field(1024 * 1024, ge=1024, description="largest webhook body accepted (413 beyond)")
+    webhook_rate_per_minute: float = Field(
+        600.0, gt=0, description="deliveries one webhook URL may make a minute (429 with Retry-After beyond)"
+    )
     public_url: str = Field(
         "http://127.0.0.1:8080", description="the address users and webhook senders reach this server at"
     )

@@ -217,3 +217,28 @@ def test_ionflux_api_serves_webhooks_on_its_own(tmp_path: Path) -> None:
 
     done = ionflux(tmp_path, "api", "--seconds", "1", bind="127.0.0.1:0")
     assert done.returncode == 0 and "ionflux api: HTTP at http://127.0.0.1:" in done.stderr, done.stdout + done.stderr
+
+
+def test_a_webhook_url_is_rate_limited_with_retry_after(rt: Runtime) -> None:
+    from api.settings import Settings
+
+    url = arm(rt, GITHUB)
+    client = TestClient(create_app(rt, settings=Settings(webhook_rate_per_minute=2)))
+    body = json.dumps({"action": "opened", "number": 1}).encode()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    answers = [
+        client.post(
+            url,
+            content=body,
+            headers={
+                "X-Hub-Signature-256": signature,
+                "Content-Type": "application/json",
+                "X-GitHub-Delivery": f"r{i}",
+            },
+        )
+        for i in range(3)
+    ]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].json()["error"]["code"] == "webhook.rate_limited" and int(answers[2].headers["Retry-After"]) >= 1
+    other = client.post("/hooks/another-token", content=b"{}")
+    assert other.status_code == 404  # the limit is per URL
