@@ -78,6 +78,13 @@ def _schema_failure(e: Exception) -> bool:
 
 
 def first_line(e: Exception) -> str:
+    """What went wrong, in one line: for instructor's wrapper, the last attempt's own error (its text starts with
+    an XML dump of every attempt, which says nothing in a line)."""
+    attempts = getattr(e, "failed_attempts", None)
+    if attempts:
+        inner = attempts[-1].exception
+        text = " ".join(str(inner).split())  # pydantic's errors span lines: field, message, input
+        return text[:300] or type(inner).__name__
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 

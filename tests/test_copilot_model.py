@@ -166,3 +166,10 @@ def test_structured_answers_that_are_not_a_flow_shape_go_back(script: Script) ->
     draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any")
     assert draft.valid and draft.attempts == 2
     assert "not a valid FlowDraft" in script.requests[1]["messages"][-1]["content"]
+
+
+def test_a_refused_structured_answer_says_what_was_wrong_in_one_line(script: Script) -> None:
+    script.answers = [llm_script.Tool(json.dumps({"nodes": "none"}))] * 2
+    draft = plan_with_model(REQUEST, builtin_registry(), model="scripted/any", attempts=2)
+    assert not draft.valid and "<failed_attempts>" not in draft.problems
+    assert "not a valid FlowDraft" in draft.problems and "nodes" in draft.problems
