@@ -162,6 +162,21 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--value", help="the value (default: read standard input, so it stays out of shell history)")
     p.set_defaults(func=_lazy("cmd_secrets"))
 
+    p = add("token", "API tokens: create NAME [--scope], list, revoke ID (the local owner's, or --owner EMAIL's).")
+    p.add_argument("action", choices=("create", "list", "revoke"))
+    p.add_argument("name", nargs="?", metavar="NAME|ID")
+    p.add_argument("--scope", choices=("read", "write", "admin"), default="read")
+    p.add_argument("--owner", metavar="EMAIL", help="another owner's tokens (default: the local owner)")
+    p.set_defaults(func=_lazy_from("api.account_commands", "cmd_token"))
+
+    p = add("owner", "Owners: create NAME [--email --password-stdin --role], list.")
+    p.add_argument("action", choices=("create", "list"))
+    p.add_argument("name", nargs="?")
+    p.add_argument("--email")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--role", choices=("owner", "admin"), default="owner")
+    p.set_defaults(func=_lazy_from("api.account_commands", "cmd_owner"))
+
     p = add("transform", "WebAssembly transforms: register, list, show, test (docs/guides/creating_transforms.md).")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     register = actions.add_parser("register", help="store a wasm32-wasi module under its manifest's name@version")
