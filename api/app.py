@@ -42,6 +42,7 @@ def create_app(
     app.state.runtime = runtime
     if settings is not None:
         app.state.settings = settings
+        app.state.open_local = settings.open_local and is_loopback(settings.bind)
     app.state.accounts = Accounts(runtime.db)
     errors.install(app)
     app.include_router(v1.router())
@@ -110,6 +111,12 @@ def create_app(
             responses={status: {"model": errors.Problem} for status in (400, 401, 404, 413, 503)},
         )
     return app
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether ``host:port`` listens only on this machine (the open demo is refused anywhere else)."""
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 def _accept_and_start(runtime: Runtime, trigger: Armed, delivery: webhooks.Delivery) -> tuple[Accepted, str | None]:

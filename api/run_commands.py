@@ -406,6 +406,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"{args.threads or settings.worker_threads} worker threads; "
             f"{'HTTP at ' + http.url if http else 'no HTTP server'}. Ctrl-C stops."
         )
+        if http is not None and settings.open_local:
+            from api.app import is_loopback
+
+            if is_loopback(settings.bind):
+                console.print(
+                    Text(
+                        f"OPEN DEMO: {http.url}/api/v1 answers requests from this machine without sign-in, as the "
+                        "local owner (IONFLUX_OPEN_LOCAL). Unset it before exposing the server.",
+                        style="bold yellow",
+                    )
+                )
+            else:
+                console.print(Text("IONFLUX_OPEN_LOCAL ignored: the server is not bound to loopback", "yellow"))
         console.print("Run a flow from another terminal: uv run ionflux run flows/expense-approval.yaml")
         try:
             _wait_for_signal(args.seconds)

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     copilot_rate_per_minute: float = Field(
         30.0, gt=0, description="co-pilot calls (messages, plan, estimate, optimise, advice) an owner may make a minute"
     )
+    open_local: bool = Field(
+        False,
+        description="demo: requests from this machine without credentials act as the local owner (loopback bind only)",
+    )
     bind: str = Field("127.0.0.1:8080", description="host:port the HTTP server listens on (port 0: any free one)")
     max_webhook_bytes: int = Field(1024 * 1024, ge=1024, description="largest webhook body accepted (413 beyond)")
     webhook_rate_per_minute: float = Field(

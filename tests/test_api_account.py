@@ -120,3 +120,33 @@ def test_an_oversized_body_is_refused_before_any_route_reads_it(a: Api) -> None:
 
     streamed = a.client.post("/api/v1/login", content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
+
+
+def test_the_open_local_demo_lets_this_machine_in_without_sign_in_and_nothing_else(tmp_path: Path) -> None:
+    from api.settings import Settings
+
+    with running("embedded", tmp_path, start=False) as rt:
+        demo = create_app(rt, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
+        local = TestClient(demo, client=("127.0.0.1", 50000))
+        me = local.get("/api/v1/me")
+        assert me.status_code == 200 and me.json()["actor"] == "local demo (no sign-in)"
+        assert me.json()["owner"]["id"] == "local"
+        flow = "fluxgraph: 1\nid: demo-open\nnodes: [{id: a, type: log, with: {message: hi}}]\n"
+        blind = local.post("/api/v1/flows", content=flow, headers={"Content-Type": "application/yaml"})
+        assert blind.status_code == 403 and blind.json()["error"]["code"] == "auth.csrf"  # a cross-site form
+        foreign = local.post(
+            "/api/v1/flows",
+            content=flow,
+            headers={"Content-Type": "application/yaml", "X-IONFLUX": "1", "Origin": "http://evil.example"},
+        )
+        assert foreign.status_code == 403
+        ours = local.post(
+            "/api/v1/flows", content=flow, headers={"Content-Type": "application/yaml", "HX-Request": "true"}
+        )
+        assert ours.status_code == 201
+        remote = TestClient(demo, client=("192.0.2.7", 50000))
+        assert remote.get("/api/v1/me").status_code == 401  # not from this machine
+        exposed = create_app(rt, settings=Settings(open_local=True, bind="0.0.0.0:8080"))
+        assert TestClient(exposed, client=("127.0.0.1", 1)).get("/api/v1/me").status_code == 401  # never when exposed
+        closed = create_app(rt, settings=Settings(bind="127.0.0.1:8080"))
+        assert TestClient(closed, client=("127.0.0.1", 1)).get("/api/v1/me").status_code == 401  # off by default

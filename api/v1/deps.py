@@ -16,6 +16,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from api.accounts import Accounts, Principal
 from api.v1.errors import ApiError
 from engine.runtime.runtime import Runtime
+from engine.store.tables import LOCAL_OWNER
 
 COOKIE = "ionflux_session"
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,6 +44,8 @@ def who(
             sent = request.headers.get("x-csrf-token") or request.query_params.get("csrf")
             if sent != found.csrf:
                 raise ApiError(403, "auth.csrf", "this change needs the session's CSRF token", hint="send X-CSRF-Token")
+    if found is None and getattr(request.app.state, "open_local", False):
+        found = _local_demo(request)
     if found is None:
         raise ApiError(
             401,
@@ -51,6 +54,31 @@ def who(
             hint="Authorization: Bearer ifx_… (create one with POST /api/v1/tokens, or the first with /api/v1/setup)",
         )
     return found
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def _local_demo(request: Request) -> Principal | None:
+    """The embedded demo's open door: a request from this machine, with no credentials, is the local owner.
+
+    Only from loopback (the server refuses to open it on another address), and never for a change another web
+    page could make in the user's browser: an unsafe method must come from the same origin and carry a header a
+    cross-site form cannot set (``HX-Request``, as the UI's htmx sends, or ``X-IONFLUX``)."""
+    host = request.client.host if request.client else ""
+    if not host.startswith(LOOPBACK):
+        return None
+    if request.method not in SAFE:
+        origin = request.headers.get("origin")
+        same = origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
+        if not same or not (request.headers.get("hx-request") or request.headers.get("x-ionflux")):
+            raise ApiError(
+                403,
+                "auth.csrf",
+                "the open local demo takes changes only from its own pages",
+                hint="send the X-IONFLUX: 1 header (scripts), or use an API token",
+            )
+    return Principal(LOCAL_OWNER, "admin", "admin", "local demo (no sign-in)")
 
 
 def _from_token(request: Request, bearer: HTTPAuthorizationCredentials) -> Principal | None:
