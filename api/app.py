@@ -25,6 +25,7 @@ from engine.runtime import webhooks
 from engine.runtime.runtime import Runtime
 from engine.runtime.secrets import SecretError
 from engine.runtime.triggers import Accepted, Armed
+from ui import web
 
 API_BODY_BYTES = 2 * 1024 * 1024  # an API request: a flow, a message, a secret; webhooks have their own limit
 
@@ -47,6 +48,7 @@ def create_app(
     errors.install(app)
     app.include_router(v1.router())
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
+    web.mount(app)  # the web UI: its pages and /static
 
     @app.get("/health", tags=["health"])  # liveness: no dependency is checked
     def health() -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""The web UI's HTTP surface: its static files at ``/static`` and its pages under ``/ui``.
+
+``mount(app)`` is the one call the composition root makes (``api.app.create_app``); it is safe to call twice.
+The pages are server-rendered Jinja2 templates (``ui/templates/``) made live with htmx; the third-party assets
+(htmx and its SSE extension) are built from the npm registry into ``ui/static/vendor/`` by ``scripts/build-ui``
+and are not committed (docs/ui.md, "Front-end assets").
+
+For now the only page is ``/ui/smoke``: the smallest page that proves the stack end to end (templates, static
+assets, an htmx swap, a Server-Sent Events stream that resumes from ``Last-Event-ID``). The browser tests load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+log = logging.getLogger("ionflux.ui")
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+VENDOR = STATIC / "vendor"
+TEMPLATES = HERE / "templates"
+
+SMOKE_EVENTS = 3  # what /ui/smoke/events sends before its closing "done" event
+SMOKE_EVENT_GAP = 0.05  # seconds between them, so a watcher sees them arrive one by one
+
+
+def assets_built() -> bool:
+    """Whether ``scripts/build-ui`` has put htmx into ``ui/static/vendor/`` (a wheel ships them built)."""
+    return (VENDOR / "htmx.min.js").is_file() and (VENDOR / "ext" / "hx-sse.min.js").is_file()
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the UI from ``app``: ``/static`` (the UI's own files and the vendored htmx) and the ``/ui`` pages."""
+    if getattr(app.state, "ui_mounted", False):
+        return
+    app.state.ui_mounted = True
+    if not assets_built():
+        # the API works without them; the pages load but stay inert until the assets are built
+        log.warning("the web UI's assets are missing from %s: run scripts/build-ui (needs npm)", VENDOR)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(_router(Jinja2Templates(directory=TEMPLATES)))
+
+
+def _router(templates: Jinja2Templates) -> APIRouter:
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+
+    @router.get("/smoke", response_class=HTMLResponse)
+    def smoke(request: Request) -> HTMLResponse:
+        """The stack's smoke page: a button that swaps in server HTML, a list fed by an SSE stream."""
+        return templates.TemplateResponse(request, "smoke.html", {"events": SMOKE_EVENTS})
+
+    @router.get("/smoke/fragment", response_class=HTMLResponse)
+    def smoke_fragment(request: Request) -> HTMLResponse:
+        """The HTML the smoke page's button swaps in (it says whether htmx asked for it)."""
+        how = "by htmx" if request.headers.get("hx-request") == "true" else "without htmx"
+        return templates.TemplateResponse(request, "smoke_fragment.html", {"how": how})
+
+    @router.get("/smoke/events")
+    async def smoke_events(request: Request) -> EventSourceResponse:
+        """``SMOKE_EVENTS`` HTML list items with ids 1..n, then a ``done`` event that tells the page to close.
+
+        A reconnecting client sends ``Last-Event-ID``; the stream resumes after it, as the live screens will.
+        """
+        return EventSourceResponse(_smoke_stream(_last_event_id(request)))
+
+    return router
+
+
+async def _smoke_stream(after: int) -> AsyncIterator[ServerSentEvent]:
+    for n in range(after + 1, SMOKE_EVENTS + 1):
+        await asyncio.sleep(SMOKE_EVENT_GAP)
+        yield ServerSentEvent(data=f'<li class="event">event {n} of {SMOKE_EVENTS}</li>', id=str(n))
+    yield ServerSentEvent(event="done", data="")
+
+
+def _last_event_id(request: Request) -> int:
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isdigit() else 0
