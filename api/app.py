@@ -19,6 +19,7 @@ from api.accounts import Accounts
 from api.body_limit import BodyLimit
 from api.limits import RateLimit
 from api.settings import Settings
+from api.ui_visitor import find_visitor
 from api.v1 import errors
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
@@ -48,6 +49,7 @@ def create_app(
     errors.install(app)
     app.include_router(v1.router())
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
+    app.state.ui_visitor = find_visitor  # who is looking at a UI page (session cookie or the open demo)
     web.mount(app)  # the web UI: its pages and /static
 
     @app.get("/health", tags=["health"])  # liveness: no dependency is checked

@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ui import pages
+from ui.visitor import SignInRequired
 
 log = logging.getLogger("ionflux.ui")
 
@@ -47,7 +50,19 @@ def mount(app: FastAPI) -> None:
         # the API works without them; the pages load but stay inert until the assets are built
         log.warning("the web UI's assets are missing from %s: run scripts/build-ui (needs npm)", VENDOR)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(SignInRequired, _to_sign_in)
     app.include_router(_router(Jinja2Templates(directory=TEMPLATES)))
+    for router in pages.routers():  # every screen in ui/pages/
+        app.include_router(router)
+
+
+async def _to_sign_in(_request: Request, e: Exception) -> RedirectResponse:
+    """A page's stranger goes to the login page (htmx requests follow ``HX-Redirect`` instead of a 303)."""
+    assert isinstance(e, SignInRequired)
+    target = (e.headers or {}).get("Location", "/ui/login")
+    answer = RedirectResponse(target, status_code=303)
+    answer.headers["HX-Redirect"] = target
+    return answer
 
 
 def _router(templates: Jinja2Templates) -> APIRouter:

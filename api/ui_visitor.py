@@ -1,0 +1,31 @@
+"""The UI's visitors, from the API's credentials: a browser session cookie, or the open local demo; what the UI's
+pages see of the signed-in owner (ui.visitor). API tokens are for programs, not pages, so they are not read."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from api.accounts import Accounts
+from api.v1.deps import COOKIE, LOOPBACK
+from engine.store.tables import LOCAL_OWNER
+from ui.visitor import Visitor
+
+
+def find_visitor(request: Request) -> Visitor | None:
+    accounts: Accounts = request.app.state.accounts
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        principal = accounts.by_session(cookie)
+        if principal is not None:
+            owner = accounts.owner(principal.owner_id) or {}
+            return Visitor(principal.owner_id, str(owner.get("name") or "you"), principal.scope, principal.csrf)
+    host = request.client.host if request.client else ""
+    if getattr(request.app.state, "open_local", False) and host.startswith(LOOPBACK):
+        # the open demo: a page change still needs the same origin and htmx's header (api.v1.deps._local_demo)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            same = origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
+            if not same or not request.headers.get("hx-request"):
+                return None
+        return Visitor(LOCAL_OWNER, "local demo", "admin", None, demo=True)
+    return None

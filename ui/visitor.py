@@ -1,0 +1,63 @@
+"""Who is looking at a page, for the UI's routes.
+
+The UI does not know how people sign in (that is the API's business: tokens, session cookies, the open local
+demo); the composition root (``api.app``) puts a function on ``app.state.ui_visitor`` that reads a request and
+answers a :class:`Visitor`, or None for a stranger. Pages call :func:`visitor`: a stranger is sent to the login
+page (or the first-run page while the installation has no owner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+
+@dataclass(frozen=True)
+class Visitor:
+    owner_id: str
+    name: str  # shown in the page header
+    scope: str  # read | write | admin
+    csrf: str | None  # a browser session's CSRF token: forms and htmx requests send it (X-CSRF-Token)
+    demo: bool = False  # the open local demo (no sign-in): pages say so
+
+    def may(self, scope: str) -> bool:
+        order = ("read", "write", "admin")
+        return order.index(self.scope) >= order.index(scope)
+
+
+Finder = Callable[[Request], "Visitor | None"]
+
+
+class SignInRequired(HTTPException):
+    """Raised by :func:`visitor` for a stranger; the UI answers with a redirect to the login page."""
+
+    def __init__(self, to: str) -> None:
+        super().__init__(status_code=303, headers={"Location": to})
+
+
+def visitor(request: Request) -> Visitor:
+    """The visitor of a page (a FastAPI dependency); a stranger is redirected to sign in."""
+    find: Finder | None = getattr(request.app.state, "ui_visitor", None)
+    found = find(request) if find is not None else None
+    if found is None:
+        raise SignInRequired(f"/ui/login?next={request.url.path}")
+    return found
+
+
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CsrfRefused(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=403, detail="this change needs the page's CSRF token (reload the page)")
+
+
+def check_csrf(request: Request, who: Visitor, form_token: str | None = None) -> None:
+    """A change made with a browser session must carry the session's CSRF token (an ``X-CSRF-Token`` header, as
+    the pages' htmx requests send, or a form's ``csrf`` field), so another site cannot post in the user's name."""
+    if request.method in SAFE or who.csrf is None:
+        return  # the open demo is guarded where it is granted (same origin + an htmx header), tokens need none
+    if (request.headers.get("x-csrf-token") or form_token) != who.csrf:
+        raise CsrfRefused
