@@ -27,10 +27,7 @@ this process recorded it (the orchestrator's ``committed`` condition) and otherw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import threading
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,8 +42,8 @@ from api.v1.deps import Reader, RuntimeDep
 from api.v1.errors import ApiError, Problem
 from api.v1.runs import RunId, owned
 from engine.runtime import owned_runs
+from engine.runtime.commit_waker import waker as _waker
 from engine.runtime.execute import live_subject
-from engine.runtime.orchestrator import Orchestrator
 from engine.runtime.run_feed import (
     BATCH,
     SETTLE_SECONDS,
@@ -294,59 +291,3 @@ def _seq(last_event_id: str | None) -> int:
 def _settings(request: Request) -> StreamSettings:
     found = getattr(request.app.state, "streams", None)
     return found if isinstance(found, StreamSettings) else StreamSettings()
-
-
-# --- waking ---------------------------------------------------------------------------------------------------
-
-
-class _Waker:
-    """Turns the orchestrator's ``committed`` notifications (a thread condition) into wake-ups of the streams'
-    asyncio queues: one thread per orchestrator, only while streams listen."""
-
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self.orchestrator = orchestrator
-        self._lock = threading.Lock()
-        self._queues: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue[Message | None]]] = {}
-        self._thread: threading.Thread | None = None
-
-    def add(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Message | None]) -> None:
-        with self._lock:
-            self._queues[id(queue)] = (loop, queue)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ionflux-sse-waker", daemon=True)
-                self._thread.start()
-
-    def remove(self, queue: asyncio.Queue[Message | None]) -> None:
-        with self._lock:
-            self._queues.pop(id(queue), None)
-
-    def _run(self) -> None:
-        committed = self.orchestrator.committed
-        seen = self.orchestrator.settled_count
-        while True:
-            with committed:
-                if self.orchestrator.settled_count == seen:
-                    committed.wait(1.0)
-                now = self.orchestrator.settled_count
-            with self._lock:
-                if not self._queues:
-                    self._thread = None
-                    return
-                listening = list(self._queues.values())
-            if now != seen:
-                seen = now
-                for loop, queue in listening:
-                    with contextlib.suppress(RuntimeError):  # that stream's loop has closed
-                        loop.call_soon_threadsafe(queue.put_nowait, None)
-
-
-_wakers: weakref.WeakKeyDictionary[Orchestrator, _Waker] = weakref.WeakKeyDictionary()
-_wakers_lock = threading.Lock()
-
-
-def _waker(orchestrator: Orchestrator) -> _Waker:
-    with _wakers_lock:
-        found = _wakers.get(orchestrator)
-        if found is None:
-            found = _wakers[orchestrator] = _Waker(orchestrator)
-        return found

@@ -110,3 +110,12 @@ def input_preview(db: sa.Engine, run_id: str, key: str) -> tuple[int, str] | Non
             .limit(1)
         ).first()
     return None if row is None else (int(row.attempt), str(row.input_preview))
+
+
+def flow_ids(db: sa.Engine, owner_id: str) -> list[str]:
+    """The ids of an owner's flows that are not deleted, sorted (a run list's flow filter)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(flows.c.id).where(flows.c.owner_id == owner_id, flows.c.deleted_at.is_(None)).order_by(flows.c.id)
+        )
+        return [str(r.id) for r in rows]

@@ -1,0 +1,121 @@
+"""Signing in through the web UI: strangers are sent to the login page, the login form sets the session cookie
+and goes back to a same-site ``next`` only, the first-run page creates the first owner once, and signing out
+needs the page's CSRF token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.v1.deps import COOKIE
+from tests.ui_helpers import PASSWORDS, Ui, ui
+from ui.pages.account import safe_next
+
+
+@pytest.fixture
+def u(tmp_path: Path) -> Iterator[Ui]:
+    with ui(tmp_path) as value:
+        yield value
+
+
+def test_a_stranger_is_sent_to_the_login_page_with_where_they_were_going(u: Ui) -> None:
+    # Given no session and the open demo off, when a stranger opens the flows page
+    answer = u.client.get("/ui/flows")
+
+    # Then they are sent to sign in, and come back after
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/login?next=/ui/flows"
+    form = u.client.get("/ui/login", params={"next": "/ui/flows"})
+    assert form.status_code == 200
+    assert '<label for="login-email">Email</label>' in form.text
+    assert '<label for="login-password">Password</label>' in form.text
+    assert 'name="next" value="/ui/flows"' in form.text
+
+
+def test_signing_in_sets_the_session_cookie_and_goes_to_next(u: Ui) -> None:
+    # When Ana signs in from a link to one of her pages
+    answer = u.client.post(
+        "/ui/login",
+        data={"email": "ana@example.com", "password": PASSWORDS["ana@example.com"], "next": "/ui/flows?q=x"},
+    )
+
+    # Then she has a session cookie (HttpOnly, SameSite=lax, 14 days) and goes back to that page
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/flows?q=x"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=1209600" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http here; https sets it
+    page = u.client.get("/ui/flows")
+    assert page.status_code == 200 and "Ana" in page.text and "Sign out" in page.text
+
+
+def test_a_wrong_password_is_said_inline_and_sets_nothing(u: Ui) -> None:
+    answer = u.client.post("/ui/login", data={"email": "ana@example.com", "password": "not-her-password"})
+    assert answer.status_code == 401
+    assert 'role="alert"' in answer.text and "Wrong email or password." in answer.text
+    assert 'value="ana@example.com"' in answer.text  # the email is kept, the password is not
+    assert "set-cookie" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/x", "//evil.example/x", "/\\evil.example", "http:/ui/flows", "javascript:alert(1)", "ui/x"],
+)
+def test_a_foreign_next_is_refused(u: Ui, target: str) -> None:
+    # When the login form is posted with a next that leaves the site, then the user lands on the flows page
+    answer = u.client.post(
+        "/ui/login", data={"email": "ana@example.com", "password": PASSWORDS["ana@example.com"], "next": target}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/flows"
+    assert safe_next(target) == "/ui/flows"
+    assert 'value="/ui/flows"' in u.client.get("/ui/login", params={"next": target}).text
+
+
+def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
+    with ui(tmp_path, owners=False) as u:
+        # Given a new installation, the login page sends people to the first-run page
+        assert u.client.get("/ui/login").headers["location"] == "/ui/setup"
+        assert u.client.get("/ui/setup").status_code == 200
+
+        # When the form is sent with a short password, then it says so next to the field
+        short = u.client.post("/ui/setup", data={"name": "Ana", "email": "ana@example.com", "password": "short"})
+        assert short.status_code == 422
+        assert 'id="setup-password-error"' in short.text and u.accounts.needs_setup()
+
+        # When it is filled in, then the owner exists (an operator), is signed in, and lands on the flows page
+        done = u.client.post(
+            "/ui/setup", data={"name": "Ana", "email": "ana@example.com", "password": "ana-password-1"}
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/ui/flows"
+        assert COOKIE in u.client.cookies
+        assert not u.accounts.needs_setup()
+        assert [o["role"] for o in u.accounts.owners() if o["email"] == "ana@example.com"] == ["admin"]
+
+        # Then the first-run page is closed: a second setup is sent to the login page and creates nobody
+        u.client.cookies.clear()
+        again = u.client.post(
+            "/ui/setup", data={"name": "Eve", "email": "eve@example.com", "password": "eve-password-1"}
+        )
+        assert again.status_code == 303 and again.headers["location"] == "/ui/login"
+        assert u.client.get("/ui/setup").headers["location"] == "/ui/login"
+        assert not [o for o in u.accounts.owners() if o["email"] == "eve@example.com"]
+
+
+def test_signing_out_needs_the_csrf_token_and_ends_the_session(u: Ui) -> None:
+    csrf = u.sign_in()
+    cookie = u.client.cookies[COOKIE]
+
+    # When another site posts to the logout URL without the token, then it is refused and the session lives
+    refused = u.client.post("/ui/logout")
+    assert refused.status_code == 403
+    assert u.accounts.by_session(cookie) is not None
+
+    # When the page's form posts it with the token, then the session is gone
+    done = u.client.post("/ui/logout", data={"csrf": csrf})
+    assert done.status_code == 303 and done.headers["location"] == "/ui/login"
+    assert u.accounts.by_session(cookie) is None
+    assert u.client.get("/ui/flows").status_code == 303
