@@ -15,7 +15,8 @@ from ui.visitor import Visitor
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES)
 
-NAV = (("Builder", "/ui/builder"), ("Flows", "/ui/flows"), ("Runs", "/ui/runs"), ("Catalog", "/ui/catalog"))
+# the screens that exist (the Builder, the catalog and settings join as they land)
+NAV = (("Flows", "/ui/flows"), ("Runs", "/ui/runs"))
 
 
 def page(

@@ -55,6 +55,11 @@ def mount(app: FastAPI) -> None:
     for router in pages.routers():  # every screen in ui/pages/
         app.include_router(router)
 
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """The server's address opens the UI (the flows, until the Builder lands)."""
+        return RedirectResponse("/ui/flows", status_code=307)
+
 
 async def _to_sign_in(_request: Request, e: Exception) -> RedirectResponse:
     """A page's stranger goes to the login page (htmx requests follow ``HX-Redirect`` instead of a 303)."""
