@@ -20,7 +20,7 @@ from api.body_limit import BodyLimit
 from api.limits import RateLimit
 from api.settings import Settings
 from api.ui_accounts import UiAccounts
-from api.ui_visitor import find_visitor
+from api.ui_visitor import find_visitor, record_change
 from api.v1 import errors
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
@@ -52,6 +52,7 @@ def create_app(
     app.include_router(v1.router())
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
     app.state.ui_visitor = find_visitor  # who is looking at a UI page (session cookie or the open demo)
+    app.state.ui_audit = record_change(app.state.accounts)  # pages' changes go into the audit log too
     web.mount(app)  # the web UI: its pages and /static
 
     @app.get("/health", tags=["health"])  # liveness: no dependency is checked

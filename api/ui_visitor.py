@@ -3,9 +3,11 @@ pages see of the signed-in owner (ui.visitor). API tokens are for programs, not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Request
 
-from api.accounts import Accounts
+from api.accounts import Accounts, Principal
 from api.v1.deps import COOKIE, LOOPBACK
 from engine.store.tables import LOCAL_OWNER
 from ui.visitor import Visitor
@@ -29,3 +31,13 @@ def find_visitor(request: Request) -> Visitor | None:
                 return None
         return Visitor(LOCAL_OWNER, "local demo", "admin", None, demo=True)
     return None
+
+
+def record_change(accounts: Accounts) -> Callable[[Visitor, str, str, dict[str, object] | None], None]:
+    """The UI's audit hook: a page's change goes into the owner's audit log, by "session" or "local demo"."""
+
+    def record(who: Visitor, action: str, target: str, detail: dict[str, object] | None) -> None:
+        actor = "local demo (no sign-in)" if who.demo else "session"
+        accounts.audit(Principal(who.owner_id, "owner", who.scope, actor), action, target, detail)
+
+    return record

@@ -93,3 +93,14 @@ def test_a_change_from_another_site_is_refused(ui: tuple[TestClient, Runtime]) -
     client, _ = ui
     blind = client.post("/ui/runs/new?flow=greet-form", data={"name": "x"}, follow_redirects=False)
     assert blind.status_code == 303 and blind.headers["location"].startswith("/ui/login")  # no htmx header: a stranger
+
+
+def test_changes_made_from_pages_are_in_the_audit_log(ui: tuple[TestClient, Runtime]) -> None:
+    client, _ = ui
+    answer = client.post("/ui/runs/new?flow=greet-form", data={"name": "Ana"}, headers=HTMX, follow_redirects=False)
+    run_id = answer.headers["HX-Redirect"].removeprefix("/ui/runs/")
+    client.post("/ui/flows/greet-form/activate", headers=HTMX)
+    log = client.get("/api/v1/audit").json()
+    entries = [(e["action"], e["target"], e["actor"]) for e in log]
+    assert ("run.start", run_id, "local demo (no sign-in)") in entries
+    assert ("flow.activate", "greet-form", "local demo (no sign-in)") in entries

@@ -61,3 +61,14 @@ def check_csrf(request: Request, who: Visitor, form_token: str | None = None) ->
         return  # the open demo is guarded where it is granted (same origin + an htmx header), tokens need none
     if (request.headers.get("x-csrf-token") or form_token) != who.csrf:
         raise CsrfRefused
+
+
+Auditor = Callable[[Visitor, str, str, "dict[str, object] | None"], None]
+
+
+def audit(request: Request, who: Visitor, action: str, target: str, detail: dict[str, object] | None = None) -> None:
+    """Record a change made from a page in the owner's audit log, as the API records its own (the composition
+    root gives ``app.state.ui_audit``; without one, nothing is recorded)."""
+    record: Auditor | None = getattr(request.app.state, "ui_audit", None)
+    if record is not None:
+        record(who, action, target, detail)

@@ -30,7 +30,7 @@ from engine.runtime.flow_queries import FlowRecord, VersionRecord
 from engine.runtime.runtime import Runtime
 from ui.graph import render
 from ui.rendering import page
-from ui.visitor import Visitor, check_csrf, visitor
+from ui.visitor import Visitor, audit, check_csrf, visitor
 
 router = APIRouter(prefix="/ui/flows", include_in_schema=False)
 
@@ -209,8 +209,10 @@ def _change(request: Request, flow_id: str, who: Visitor, csrf: str | None, acti
     triggers = _runtime(request).triggers
     if activate:
         triggers.activate(flow_id, record.latest_version)
+        audit(request, who, "flow.activate", flow_id, {"version": record.latest_version})
     else:
         triggers.deactivate(flow_id)
+        audit(request, who, "flow.deactivate", flow_id)
     if not _htmx(request):
         return RedirectResponse(f"/ui/flows/{flow_id}#triggers", status_code=303)
     record = _owned(request, who, flow_id) or record

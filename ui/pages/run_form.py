@@ -17,7 +17,7 @@ from engine.errors import IonfluxError
 from engine.runtime import flow_queries
 from engine.runtime.runtime import Runtime
 from ui.rendering import page
-from ui.visitor import Visitor, check_csrf, visitor
+from ui.visitor import Visitor, audit, check_csrf, visitor
 
 # registered before ui.pages.runs (modules are mounted in name order), so /ui/runs/new is not taken for a run id
 router = APIRouter(prefix="/ui/runs", include_in_schema=False)
@@ -94,6 +94,7 @@ async def start(request: Request, who: Who, flow: Annotated[str, Query(max_lengt
         except IonfluxError as e:
             problems = [("", f"{e.message} [{e.code}]")]
         else:
+            audit(request, who, "run.start", run_id, {"flow": loaded.id})
             target = f"/ui/runs/{run_id}"
             answer = RedirectResponse(target, status_code=303)
             answer.headers["HX-Redirect"] = target

@@ -34,7 +34,7 @@ from engine.runtime.run_feed import SETTLE_SECONDS, CursorInvalidError, FeedEven
 from engine.runtime.runtime import Runtime
 from ui import graph
 from ui.rendering import page, templates
-from ui.visitor import Visitor, check_csrf, visitor
+from ui.visitor import Visitor, audit, check_csrf, visitor
 
 router = APIRouter(prefix="/ui/runs", include_in_schema=False)
 
@@ -319,6 +319,7 @@ def act(
             orchestrator.rerun(run_id)
     except IonfluxError as e:
         return _refused(409, e.code, e.message, e.hint)
+    audit(request, who, f"run.{action}", run_id, {"step": step} if step else None)
     done = {
         "cancel": "Cancel requested.",
         "pause": "Paused: running steps finish, no new step starts.",
