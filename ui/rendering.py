@@ -16,7 +16,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES)
 
 # the screens that exist (the Builder, the catalog and settings join as they land)
-NAV = (("Flows", "/ui/flows"), ("Runs", "/ui/runs"))
+NAV = (("Builder", "/ui/builder"), ("Flows", "/ui/flows"), ("Runs", "/ui/runs"))
 
 
 def page(

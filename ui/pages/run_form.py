@@ -96,9 +96,9 @@ async def start(request: Request, who: Who, flow: Annotated[str, Query(max_lengt
         else:
             audit(request, who, "run.start", run_id, {"flow": loaded.id})
             target = f"/ui/runs/{run_id}"
-            answer = RedirectResponse(target, status_code=303)
-            answer.headers["HX-Redirect"] = target
-            return answer
+            if request.headers.get("hx-request"):  # htmx navigates on HX-Redirect; a 303 it would follow and swap
+                return Response(status_code=204, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
     return _again(request, who, loaded, form, problems, 422)
 
 

@@ -1,0 +1,252 @@
+"""The Builder: a chat with Jules next to the draft's graph (with its YAML and cost forecast), and the draft's
+proposals to accept or reject; an accepted draft is saved and run from the run form.
+
+- ``GET /ui/builder`` starts a session (from ``?flow=ID`` if given) and redirects to ``?session=ID``, the page.
+- ``POST /ui/builder/{session}/messages`` is a turn. Asked by htmx 4 with its SSE extension (``Accept`` names
+  ``text/event-stream``), the answer is a stream of HTML messages: the user's message and an empty reply first,
+  then each piece of the reply as ``<hx-partial>``s appended to it as Jules writes, then the whole reply with its
+  proposal (summary, coloured diff, Accept / Reject) and the graph pane re-rendered with the proposal. Without
+  that header, the same HTML comes whole in one answer.
+- ``POST /ui/builder/{session}/changes/{change}/accept|reject`` decide; ``POST /ui/builder/{session}/save`` stores
+  the draft as a flow and sends the browser (``HX-Redirect``) to its run form.
+
+Jules is reached through ``ui.jules`` (the composition root's ``app.state.ui_jules``): the UI does not import
+the co-pilot. Another owner's session is not found (404 page); changes need the write scope and the CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from engine.dsl.issue import FlowValidationError
+from engine.dsl.validator import load_flow
+from engine.errors import IonfluxError
+from engine.runtime.runtime import Runtime
+from ui import graph
+from ui.jules import BuilderJules, Conversation, NotFound, Reply, jules
+from ui.rendering import page, templates
+from ui.visitor import Visitor, audit, check_csrf, visitor
+
+log = logging.getLogger("ionflux.ui")
+router = APIRouter(prefix="/ui/builder", include_in_schema=False)
+
+Who = Annotated[Visitor, Depends(visitor)]
+Jules = Annotated[BuilderJules, Depends(jules)]
+Id = Annotated[str, Query(max_length=64)]
+SUGGESTION = (
+    "Every weekday at 8:30 Lisbon time, fetch https://example.com/api/orders and post a summary to #sales on Slack"
+)
+MAX_MESSAGE = 4000
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def _diff_class(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "diff-file"
+    return {"+": "diff-add", "-": "diff-del", "@": "diff-hunk"}.get(line[:1], "diff-same")
+
+
+templates.env.filters["builder_diff_class"] = _diff_class
+
+
+# --- the page -------------------------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse, response_model=None)
+def builder(
+    request: Request, who: Who, jules: Jules, session: Id = "", flow: Id = ""
+) -> HTMLResponse | RedirectResponse:
+    if not session:
+        if not who.may("write"):
+            return page(request, "builder_missing.html", who, {"why": "read-only"}, status=403)
+        try:
+            started = jules.start(owner=who.owner_id, user=who.name, flow_id=flow or None)
+        except NotFound:
+            return page(request, "builder_missing.html", who, {"flow_id": flow}, status=404)
+        return RedirectResponse(f"/ui/builder?session={started}", status_code=303)
+    try:
+        current = jules.session(session, owner=who.owner_id)
+    except NotFound:
+        return page(request, "builder_missing.html", who, {"session_id": session}, status=404)
+    context = {"s": current, "suggestion": SUGGESTION, **_pane(request, jules, current)}
+    return page(request, "builder.html", who, context)
+
+
+def _pane(request: Request, jules: BuilderJules, s: Conversation) -> dict[str, Any]:
+    """What the right-hand pane shows: the pending proposal's flow (marked proposed), else the draft."""
+    pending = s.pending
+    source = pending.after if pending else s.draft
+    svg, problem = "", ""
+    if source:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            svg = graph.render(load_flow(source, "<draft>", registry=runtime.orchestrator.registry))
+        except (FlowValidationError, IonfluxError) as e:
+            problem = str(e)
+    return {
+        "s": s,
+        "source": source,
+        "proposed": pending is not None,
+        "svg": svg,
+        "problem": problem,
+        "cost": jules.forecast(source) if source else "",
+        "can_save": bool(s.draft) and pending is None,
+    }
+
+
+def _render(name: str, **context: Any) -> str:
+    return templates.get_template(name).render(**context)
+
+
+def _refused(status: int, message: str) -> HTMLResponse:
+    return HTMLResponse(f'<p class="refusal" role="alert">{_escape(message)}</p>', status_code=status)
+
+
+def _escape(text: str) -> str:
+    return templates.env.filters["e"](text)  # type: ignore[no-any-return]
+
+
+# --- a turn ---------------------------------------------------------------------------------------------------
+
+
+@router.post("/{session_id}/messages", response_model=None)
+async def say(
+    request: Request,
+    session_id: str,
+    who: Who,
+    jules: Jules,
+    text: Annotated[str, Form(max_length=MAX_MESSAGE)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, who, csrf or None)
+    if not who.may("write"):
+        return _refused(403, "your access is read-only: you cannot talk to Jules")
+    try:
+        await run_in_threadpool(jules.session, session_id, owner=who.owner_id)
+    except NotFound:
+        return _refused(404, f"you have no Builder session {session_id!r}")
+    if not text.strip():
+        return _refused(422, "say what to automate, or what to change in the draft")
+    turn = secrets.token_hex(4)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        stream = _stream(request, jules, who, session_id, text, turn)
+        return EventSourceResponse(stream, ping=15, headers=SSE_HEADERS)
+    try:
+        reply = await run_in_threadpool(jules.say, session_id, text, owner=who.owner_id, user=who.name)
+    except IonfluxError as e:
+        return HTMLResponse(_render("builder_turn.html", turn=turn, text=text, error=e.message))
+    if not request.headers.get("hx-request"):  # a plain form (no JavaScript): the page again, with the turn
+        return RedirectResponse(f"/ui/builder?session={quote(session_id)}", status_code=303)
+    html = _render("builder_turn.html", turn=turn, text=text, reply=reply)
+    return HTMLResponse(html + _after_turn(request, jules, who, session_id, reply))
+
+
+def _after_turn(request: Request, jules: BuilderJules, who: Visitor, session_id: str, reply: Reply) -> str:
+    """The partials a finished turn sends: the proposal next to the chat, the pane, an empty message box."""
+    current = jules.session(session_id, owner=who.owner_id)
+    return _render(
+        "builder_after.html",
+        s=current,
+        clear=True,
+        change=reply.change if reply.change and reply.change.status == "pending" else None,
+        **{k: v for k, v in _pane(request, jules, current).items() if k != "s"},
+    )
+
+
+async def _stream(
+    request: Request, jules: BuilderJules, who: Visitor, session_id: str, text: str, turn: str
+) -> AsyncIterator[ServerSentEvent]:
+    """Jules.say in a worker thread; its listener feeds this stream through a queue, in order (as the API does)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(kind: str, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (the server stopped): the turn is still recorded
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    def work() -> None:
+        try:
+            put("reply", jules.say(session_id, text, owner=who.owner_id, user=who.name, listen=put))
+        except IonfluxError as e:
+            put("error", e.message)
+        except Exception:
+            log.exception("Jules failed in Builder session %s", session_id)
+            put("error", "Jules failed; it is in the server's log")
+
+    yield ServerSentEvent(data=_render("builder_turn.html", turn=turn, text=text, streaming=True))
+    worker = loop.run_in_executor(None, work)
+    while True:
+        kind, value = await queue.get()
+        if kind == "reply":
+            whole = _render("builder_turn.html", turn=turn, text=text, reply=value, partial=True)
+            after = await run_in_threadpool(_after_turn, request, jules, who, session_id, value)
+            yield ServerSentEvent(data=whole + after)
+            break
+        if kind == "error":
+            yield ServerSentEvent(data=_render("builder_turn.html", turn=turn, text=text, error=value, partial=True))
+            break
+        target = "reply" if kind == "token" else "status"
+        swap = "beforeend" if kind == "token" else "innerHTML"
+        piece = f'<hx-partial hx-target="#{target}-{turn}" hx-swap="{swap}">{_escape(value)}</hx-partial>'
+        yield ServerSentEvent(data=piece)
+    await worker
+
+
+# --- decisions ------------------------------------------------------------------------------------------------
+
+
+@router.post("/{session_id}/changes/{change_id}/{decision}", response_model=None)
+def decide(
+    request: Request,
+    session_id: str,
+    change_id: str,
+    decision: str,
+    who: Who,
+    jules: Jules,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, who, csrf or None)
+    if decision not in ("accept", "reject"):
+        return _refused(404, f"there is no decision {decision!r}")
+    if not who.may("write"):
+        return _refused(403, "your access is read-only: you cannot change the draft")
+    act = jules.accept if decision == "accept" else jules.reject
+    try:
+        act(session_id, change_id, owner=who.owner_id, user=who.name)
+    except NotFound:
+        return _refused(404, f"you have no Builder session {session_id!r} with a change {change_id!r}")
+    except IonfluxError as e:
+        return _refused(409, e.message)
+    audit(request, who, f"copilot.{decision}", change_id, {"session": session_id})
+    current = jules.session(session_id, owner=who.owner_id)
+    html = _render("builder_decided.html", decision=decision, s=current)
+    return HTMLResponse(html + _render("builder_after.html", change=None, **_pane(request, jules, current)))
+
+
+@router.post("/{session_id}/save", response_model=None)
+def save(request: Request, session_id: str, who: Who, jules: Jules, csrf: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, who, csrf or None)
+    if not who.may("write"):
+        return _refused(403, "your access is read-only: you cannot save flows")
+    try:
+        flow_id, version = jules.save(session_id, owner=who.owner_id, user=who.name)
+    except NotFound:
+        return _refused(404, f"you have no Builder session {session_id!r}")
+    except (IonfluxError, FlowValidationError) as e:
+        return _refused(409, str(getattr(e, "message", e)))
+    audit(request, who, "copilot.save", flow_id, {"session": session_id, "version": version})
+    target = f"/ui/runs/new?flow={quote(flow_id)}"
+    if request.headers.get("hx-request"):  # htmx follows HX-Redirect (a 303 would be followed by fetch, unseen)
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
