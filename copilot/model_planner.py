@@ -8,19 +8,18 @@ is a valid flow, or a failure that says what could not be resolved: never an inv
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from copilot import grounding
 from copilot.edits import located
 from copilot.flow_draft import FlowDraft
 from copilot.offline import Catalog
-from copilot.structured import ModelAway, ModelChoice, call_structured
+from copilot.structured import ModelAway, ModelChoice, call_structured, meter
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
@@ -164,7 +163,7 @@ def _as_yaml(
         )
     except Exception as e:
         raise ModelAway(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
-    _meter(draft, response, litellm)
+    meter(draft, response)
     answer = response.choices[0].message.content or ""
     return answer, _yaml_of(answer)
 
@@ -183,11 +182,3 @@ def _structured(
 def _yaml_of(answer: str) -> str:
     fenced = _FENCE.search(answer)
     return (fenced.group(1) if fenced else answer).strip() + "\n"
-
-
-def _meter(draft: Any, response: Any, litellm: Any) -> None:
-    usage = getattr(response, "usage", None)
-    draft.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
-    draft.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
-    with contextlib.suppress(Exception):  # a model without a known price: counted as 0
-        draft.cost_usd += float(litellm.completion_cost(completion_response=response) or 0.0)

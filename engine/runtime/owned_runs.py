@@ -8,8 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from engine.runtime import queries
 from engine.runtime.queries import RunSummary
-from engine.store.db import utc
 from engine.store.tables import flow_versions, flows, run_steps, runs
 
 
@@ -65,22 +65,7 @@ def page(db: sa.Engine, owner_id: str, where: RunFilter, limit: int) -> list[Run
     if where.before:
         query = query.where(runs.c.id < where.before)
     with db.connect() as conn:
-        return [
-            RunSummary(
-                row.id,
-                row.flow_id,
-                row.version_id,
-                row.status,
-                row.trigger_kind,
-                utc(row.created_at),  # type: ignore[arg-type]
-                utc(row.finished_at),
-                row.total_cion,
-                row.attempt,
-                row.error,
-                parent_run_id=row.parent_run_id,
-            )
-            for row in conn.execute(query)
-        ]
+        return [queries.summary_of(row) for row in conn.execute(query)]
 
 
 def flow_of(db: sa.Engine, owner_id: str, flow_id: str) -> tuple[str | None, bool] | None:

@@ -103,7 +103,8 @@ _SUMMARY = (
 )
 
 
-def _summary(row: Any, detail: bool = False) -> RunSummary:
+def summary_of(row: Any, detail: bool = False) -> RunSummary:
+    """A run row as a summary (``detail``: with its outputs, input and parent), for every listing of runs."""
     return RunSummary(
         row.id,
         row.flow_id,
@@ -130,7 +131,7 @@ def list_runs(
     if status:
         query = query.where(runs.c.status == status)
     with db.begin() as conn:
-        return [_summary(row) for row in conn.execute(query)]
+        return [summary_of(row) for row in conn.execute(query)]
 
 
 def find_run(db: sa.Engine, run_id: str) -> RunSummary | None:
@@ -141,7 +142,7 @@ def find_run(db: sa.Engine, run_id: str) -> RunSummary | None:
         if row is None and len(run_id) >= 6:
             found = conn.execute(query.where(runs.c.id.startswith(run_id.upper())).limit(2)).all()
             row = found[0] if len(found) == 1 else None
-    return _summary(row, detail=True) if row is not None else None
+    return summary_of(row, detail=True) if row is not None else None
 
 
 def run_steps_of(db: sa.Engine, run_id: str, *, history: bool = False) -> list[StepRecord]:
