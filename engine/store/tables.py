@@ -158,7 +158,8 @@ class RunEventRow(SQLModel, table=True):
     run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=26)
     seq: int = Field(primary_key=True)
     kind: str = Field(max_length=24)
-    at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    # indexed: an owner's live feed reads the events after a time across all its runs (engine.runtime.run_feed)
+    at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
     data: Any = _json()
 
 
