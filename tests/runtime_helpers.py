@@ -84,3 +84,28 @@ def attempts(runtime: Runtime, run_id: str) -> list[Any]:
                 sa.select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.key, run_steps.c.attempt)
             ).all()
         )
+
+
+# flows several test modules run (API and UI alike): one waiting at an approval, one whose second step fails
+GATED = flow(
+    """
+    fluxgraph: 1
+    id: gated
+    nodes:
+      - {id: prepare, type: data.set, with: {amount: 120}}
+      - id: gate
+        type: approval
+        needs: [prepare]
+        with: {message: "Pay 120?"}
+      - {id: pay, type: data.set, needs: [gate], with: {paid: true}}
+    """
+)
+FRAGILE = flow(
+    """
+    fluxgraph: 1
+    id: fragile
+    nodes:
+      - {id: fetch, type: data.set, with: {rows: 3}}
+      - {id: store, type: test.flaky, needs: [fetch], with: {succeed_on: 0}}
+    """
+)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.api_helpers import BACKENDS, Api, api
-from tests.runtime_helpers import flow
+from tests.runtime_helpers import GATED, flow
 
 DOUBLE = flow(
     """
@@ -31,19 +31,6 @@ DOUBLE = flow(
         with: {size: 70000}
     outputs:
       value: "{{ nodes.twice.output.value }}"
-    """
-)
-GATE = flow(
-    """
-    fluxgraph: 1
-    id: gated
-    nodes:
-      - {id: prepare, type: data.set, with: {amount: 120}}
-      - id: gate
-        type: approval
-        needs: [prepare]
-        with: {message: "Pay 120?"}
-      - {id: pay, type: data.set, needs: [gate], with: {paid: true}}
     """
 )
 SLOW = flow(
@@ -146,7 +133,7 @@ def test_runs_are_listed_newest_first_with_filters_and_a_cursor(a: Api) -> None:
 
 def test_another_owners_runs_do_not_exist_and_scopes_decide_who_acts(a: Api) -> None:
     # Given a run of each owner
-    save(a, GATE)
+    save(a, GATED)
     mine = start(a, "gated")
     save(a, BROKEN, owner=a.other)
     theirs = start(a, "fragile", who="other")
@@ -171,7 +158,7 @@ def test_another_owners_runs_do_not_exist_and_scopes_decide_who_acts(a: Api) -> 
 
 
 def test_an_approval_is_approved_or_rejected_with_a_comment(a: Api) -> None:
-    save(a, GATE)
+    save(a, GATED)
     yes, no = start(a, "gated"), start(a, "gated")
     assert settle(a, yes) == settle(a, no) == "awaiting_approval"
     waiting = a.call("GET", f"/api/v1/runs/{yes}", "read").json()
@@ -215,7 +202,7 @@ def test_a_failed_run_reruns_from_its_failed_step_on_a_newer_version(a: Api) -> 
     assert settle(a, run_id) == "failed"
     from_done = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"from_step": "fetch"})
     assert from_done.status_code == 422 and from_done.json()["error"]["code"] == "run.from_step_invalid"
-    alien = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"version": save(a, GATE)})
+    alien = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"version": save(a, GATED)})
     assert alien.status_code == 422 and alien.json()["error"]["code"] == "run.version_invalid"
     fixed = save(a, FIXED)
     again = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"from_step": "store", "version": "latest"})

@@ -17,32 +17,10 @@ from api.app import create_app
 from api.settings import Settings
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
-from tests.runtime_helpers import flow, running
+from tests.runtime_helpers import FRAGILE, GATED, running
 from ui.visitor import Visitor
 
 HX = {"HX-Request": "true"}
-GATE = flow(
-    """
-    fluxgraph: 1
-    id: gated
-    nodes:
-      - {id: prepare, type: data.set, with: {amount: 120}}
-      - id: gate
-        type: approval
-        needs: [prepare]
-        with: {message: "Pay 120?"}
-      - {id: pay, type: data.set, needs: [gate], with: {paid: true}}
-    """
-)
-BROKEN = flow(
-    """
-    fluxgraph: 1
-    id: fragile
-    nodes:
-      - {id: fetch, type: data.set, with: {rows: 3}}
-      - {id: store, type: test.flaky, needs: [fetch], with: {succeed_on: 0}}
-    """
-)
 
 
 @pytest.fixture
@@ -82,9 +60,9 @@ def ids(stream: str) -> list[int]:
 
 def test_the_list_shows_the_visitors_runs_newest_first_and_filters(rt: Runtime, client: TestClient) -> None:
     # Given a run waiting for approval and a failed one
-    gated = start(rt, GATE)
+    gated = start(rt, GATED)
     wait_for(rt, gated, "awaiting_approval")
-    broken = start(rt, BROKEN)
+    broken = start(rt, FRAGILE)
     wait_for(rt, broken, "failed")
 
     # When the list is shown, then both are there, newest first, with a live stream on the rows
@@ -102,7 +80,7 @@ def test_the_list_shows_the_visitors_runs_newest_first_and_filters(rt: Runtime, 
 
 def test_the_list_stream_sends_the_rows_with_a_resumable_cursor(rt: Runtime, client: TestClient) -> None:
     # Given a finished run
-    broken = start(rt, BROKEN)
+    broken = start(rt, FRAGILE)
     wait_for(rt, broken, "failed")
 
     # When the list's stream is read (not followed), then it sends the rows with the owner feed's cursor as id
@@ -118,7 +96,7 @@ def test_the_list_stream_sends_the_rows_with_a_resumable_cursor(rt: Runtime, cli
 
 def test_a_run_page_shows_graph_steps_and_actions(rt: Runtime, client: TestClient) -> None:
     # Given a run waiting for its approval
-    gated = start(rt, GATE)
+    gated = start(rt, GATED)
     wait_for(rt, gated, "awaiting_approval")
 
     # When its page is shown
@@ -141,7 +119,7 @@ def test_a_run_page_shows_graph_steps_and_actions(rt: Runtime, client: TestClien
 
 def test_approving_from_the_page_lets_the_run_finish(rt: Runtime, client: TestClient) -> None:
     # Given a run waiting for approval
-    gated = start(rt, GATE)
+    gated = start(rt, GATED)
     wait_for(rt, gated, "awaiting_approval")
 
     # When it is approved (as htmx posts it), then it goes on and finishes
@@ -161,7 +139,7 @@ def test_approving_from_the_page_lets_the_run_finish(rt: Runtime, client: TestCl
 
 def test_refusals_and_a_failing_steps_error(rt: Runtime, client: TestClient) -> None:
     # Given a failed run
-    broken = start(rt, BROKEN)
+    broken = start(rt, FRAGILE)
     wait_for(rt, broken, "failed")
 
     # Then its page shows the failing step's error and offers a re-run, not a cancel
@@ -183,7 +161,7 @@ def test_refusals_and_a_failing_steps_error(rt: Runtime, client: TestClient) -> 
 def test_another_owners_run_is_not_found(rt: Runtime, client: TestClient) -> None:
     # Given another owner's run
     other = Accounts(rt.db).create_owner("Rui", email="rui@example.com", password="rui-password-1")
-    theirs = start(rt, BROKEN.replace("id: fragile", "id: theirs"), owner=other)
+    theirs = start(rt, FRAGILE.replace("id: fragile", "id: theirs"), owner=other)
     wait_for(rt, theirs, "failed")
 
     # Then its page, stream, payloads and actions are not found, and the list does not show it
@@ -198,7 +176,7 @@ def test_another_owners_run_is_not_found(rt: Runtime, client: TestClient) -> Non
 def test_a_read_only_visitor_sees_no_actions(rt: Runtime, app: FastAPI, client: TestClient) -> None:
     # Given a visitor with read scope only
     app.state.ui_visitor = lambda request: Visitor(LOCAL_OWNER, "reader", "read", None)
-    gated = start(rt, GATE)
+    gated = start(rt, GATED)
     wait_for(rt, gated, "awaiting_approval")
 
     # Then the page offers no action, and an action posted anyway is refused
@@ -210,7 +188,7 @@ def test_a_read_only_visitor_sees_no_actions(rt: Runtime, app: FastAPI, client: 
 
 def test_the_run_stream_sends_html_per_event_with_seq_ids_and_resumes(rt: Runtime, client: TestClient) -> None:
     # Given a finished run
-    broken = start(rt, BROKEN)
+    broken = start(rt, FRAGILE)
     wait_for(rt, broken, "failed")
 
     # When its stream is read, then every event comes as HTML with its seq as id, the state out of band, then done

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from playwright.sync_api import Page, expect
 
 from engine.runtime.runtime import Runtime
-from tests.runtime_helpers import flow
+from tests.runtime_helpers import FRAGILE, flow
 
 pytest_plugins = ("tests.browser",)
 
@@ -30,15 +30,6 @@ GATE = flow(
         needs: [prepare]
         with: {message: "Pay 120?"}
       - {id: pay, type: data.set, needs: [gate], with: {paid: true}}
-    """
-)
-BROKEN = flow(
-    """
-    fluxgraph: 1
-    id: fragile
-    nodes:
-      - {id: fetch, type: data.set, with: {rows: 3}}
-      - {id: store, type: test.flaky, needs: [fetch], with: {succeed_on: 0}}
     """
 )
 LONG = flow(
@@ -98,7 +89,7 @@ def test_a_failing_step_shows_its_error(
 ) -> None:
     # Given a run whose step fails
     url = serve(ionflux_app)
-    run_id = start(ionflux_app, BROKEN)
+    run_id = start(ionflux_app, FRAGILE)
 
     # When its page is open, then the failed step is coloured and its error is shown
     page.goto(f"{url}/ui/runs/{run_id}")
