@@ -109,3 +109,16 @@ FRAGILE = flow(
       - {id: store, type: test.flaky, needs: [fetch], with: {succeed_on: 0}}
     """
 )
+
+
+def one_step_flow(flow_id: str, description: str = "A flow.") -> str:
+    """The smallest valid flow with a given id and description (for listings, search and ownership tests)."""
+    return flow(
+        f"""
+        fluxgraph: 1
+        id: {flow_id}
+        description: {description}
+        nodes:
+          - {{id: a, type: data.set, with: {{v: 1}}}}
+        """
+    )

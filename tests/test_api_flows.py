@@ -12,7 +12,7 @@ import pytest
 
 from engine.steps.llm import ModelRoute
 from tests.api_helpers import BACKENDS, Api, api
-from tests.runtime_helpers import flow
+from tests.runtime_helpers import flow, one_step_flow
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -44,18 +44,6 @@ INVALID = flow(
       - {id: b, type: data.set, needs: [nowhere], with: {v: 2}}
     """
 )
-
-
-def simple(flow_id: str, description: str = "A flow.") -> str:
-    return flow(
-        f"""
-        fluxgraph: 1
-        id: {flow_id}
-        description: {description}
-        nodes:
-          - {{id: a, type: data.set, with: {{v: 1}}}}
-        """
-    )
 
 
 @pytest.fixture
@@ -178,7 +166,7 @@ def test_another_owners_flows_do_not_exist_for_you(backend: str, tmp_path: Path)
         assert taken.status_code == 409 and taken.json()["error"]["code"] == "flow.id_taken"
         assert a.call("GET", "/api/v1/flows/daily-digest", "read").json()["latest_version"] == version
         # And a version id of Ana's flow is not found under Rui's own flow either
-        a.call("POST", "/api/v1/flows", "other", content=simple("ruis-flow"), headers=YAML)
+        a.call("POST", "/api/v1/flows", "other", content=one_step_flow("ruis-flow"), headers=YAML)
         assert a.call("GET", f"/api/v1/flows/ruis-flow/versions/{version}", "other").status_code == 404
 
 
@@ -240,7 +228,7 @@ def test_an_invalid_flow_is_refused_with_every_issue_located(a: Api) -> None:
 
 def test_a_flow_that_cannot_run_here_is_reported_by_validate_and_refused_by_save(a: Api) -> None:
     # Given a valid flow whose node type has no executor in this installation
-    unrunnable = simple("needs-unbuilt").replace("type: data.set", "type: test.unbuilt")
+    unrunnable = one_step_flow("needs-unbuilt").replace("type: data.set", "type: test.unbuilt")
     # Then validation says so, and saving it is refused
     checked = a.call("POST", "/api/v1/flows/validate", "read", content=unrunnable, headers=YAML).json()
     assert checked["valid"] is False and [i["code"] for i in checked["issues"]] == ["run.refused"]
@@ -263,7 +251,7 @@ def _search_and_page(a: Api) -> None:
         ("delta", "Nothing about it."),
         ("echo", "100% off_topic."),
     ):
-        saved = a.call("POST", "/api/v1/flows", "write", content=simple(flow_id, description), headers=YAML)
+        saved = a.call("POST", "/api/v1/flows", "write", content=one_step_flow(flow_id, description), headers=YAML)
         assert saved.status_code == 201, saved.text
     # When searching, id, name and description match case-insensitively (not other YAML)
     found = a.call("GET", "/api/v1/flows?q=invoice", "read").json()
@@ -302,7 +290,7 @@ def test_bodies_are_capped_and_typed(a: Api) -> None:
     missing = a.call("POST", "/api/v1/flows", "write", json={"yml": DIGEST})
     assert missing.status_code == 422 and missing.json()["error"]["code"] == "request.invalid"
     assert "body.yaml" in missing.json()["error"]["message"]
-    oversized = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [huge, simple("small")]}).json()
+    oversized = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [huge, one_step_flow("small")]}).json()
     assert oversized["results"][0]["error"]["code"] == "request.too_large" and oversized["results"][1]["ok"]
     too_many = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [DIGEST] * 51})
     assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "request.invalid"
@@ -312,10 +300,13 @@ def test_bodies_are_capped_and_typed(a: Api) -> None:
 
 def test_import_saves_the_valid_flows_and_reports_the_others(a: Api) -> None:
     # Given Rui owns the id "taken"
-    a.call("POST", "/api/v1/flows", "other", content=simple("taken"), headers=YAML)
+    a.call("POST", "/api/v1/flows", "other", content=one_step_flow("taken"), headers=YAML)
     # When Ana imports four flows
     report = a.call(
-        "POST", "/api/v1/flows/import", "write", json={"flows": [DIGEST, INVALID, simple("taken"), simple("more")]}
+        "POST",
+        "/api/v1/flows/import",
+        "write",
+        json={"flows": [DIGEST, INVALID, one_step_flow("taken"), one_step_flow("more")]},
     )
     # Then the valid ones are saved and the others say why
     assert report.status_code == 200, report.text

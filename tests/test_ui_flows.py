@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_helpers import flow
+from tests.runtime_helpers import flow, one_step_flow
 from tests.ui_helpers import Ui, ui
 
 DIGEST = flow(
@@ -36,18 +36,6 @@ DIGEST_V2 = (
 HTMX = {"HX-Request": "true"}
 
 
-def simple(flow_id: str, description: str) -> str:
-    return flow(
-        f"""
-        fluxgraph: 1
-        id: {flow_id}
-        description: {description}
-        nodes:
-          - {{id: a, type: data.set, with: {{v: 1}}}}
-        """
-    )
-
-
 @pytest.fixture
 def u(tmp_path: Path) -> Iterator[Ui]:
     with ui(tmp_path) as value:
@@ -65,8 +53,8 @@ def save(u: Ui, text: str, email: str = "ana@example.com") -> str:
 def test_the_list_shows_only_the_visitors_flows_and_searches_them(u: Ui) -> None:
     # Given two flows of Ana's and one of Rui's
     save(u, DIGEST)
-    save(u, simple("refunds", "Pays back returned orders."))
-    save(u, simple("ruis-secret-flow", "Not Ana's."), "rui@example.com")
+    save(u, one_step_flow("refunds", "Pays back returned orders."))
+    save(u, one_step_flow("ruis-secret-flow", "Not Ana's."), "rui@example.com")
     u.sign_in()
 
     # When Ana opens the list, then she sees hers (name, id, triggers summary, a link) and not Rui's
@@ -122,7 +110,7 @@ def test_a_flow_page_shows_graph_description_yaml_versions_diff_and_triggers(u: 
 
 
 def test_another_owners_flow_is_a_404_page(u: Ui) -> None:
-    save(u, simple("ruis-flow", "Rui's."), "rui@example.com")
+    save(u, one_step_flow("ruis-flow", "Rui's."), "rui@example.com")
     csrf = u.sign_in()
     for path in ("/ui/flows/ruis-flow", "/ui/flows/no-such-flow", "/ui/flows/ruis-flow/diff?from=a&to=b"):
         answer = u.client.get(path, headers=HTMX)
