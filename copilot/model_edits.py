@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from copilot import grounding
 from copilot.edits import EditError, EditPlan, Operation, Proposal, propose
 from copilot.model_planner import catalog_text
-from copilot.structured import ModelAway, ModelChoice, call_structured, first_line, meter
+from copilot.structured import ModelAway, ModelChoice, call_structured, complete, first_line, meter
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
 
@@ -159,19 +159,15 @@ def _streamed(
     reply = ReplyField()
     parts: list[str] = []
     chunks: list[Any] = []
+    stream = complete(
+        messages,
+        choice,
+        max_tokens,
+        stream=True,
+        stream_options={"include_usage": True},
+        response_format={"type": "json_object", "schema": EditPlan.model_json_schema()},
+    )
     try:
-        stream = litellm.completion(
-            model=choice.model,
-            messages=messages,
-            api_base=choice.api_base,
-            api_key=choice.api_key,
-            timeout=choice.timeout,
-            max_tokens=max_tokens,
-            temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},
-            response_format={"type": "json_object", "schema": EditPlan.model_json_schema()},
-        )
         for chunk in stream:
             chunks.append(chunk)
             delta = chunk.choices[0].delta.content if chunk.choices else None

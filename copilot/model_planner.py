@@ -19,7 +19,7 @@ from copilot import grounding
 from copilot.edits import located
 from copilot.flow_draft import FlowDraft
 from copilot.offline import Catalog
-from copilot.structured import ModelAway, ModelChoice, call_structured, meter
+from copilot.structured import ModelAway, ModelChoice, call_structured, complete, meter
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
@@ -149,20 +149,7 @@ def _as_yaml(
     messages: list[dict[str, str]], choice: ModelChoice, max_tokens: int, draft: ModelDraft
 ) -> tuple[str, str | None]:
     """One plain answer: (the answer, the YAML in it)."""
-    import litellm
-
-    try:
-        response = litellm.completion(
-            model=choice.model,
-            messages=messages,
-            api_base=choice.api_base,
-            api_key=choice.api_key,
-            timeout=choice.timeout,
-            max_tokens=max_tokens,
-            temperature=0,
-        )
-    except Exception as e:
-        raise ModelAway(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+    response = complete(messages, choice, max_tokens)
     meter(draft, response)
     answer = response.choices[0].message.content or ""
     return answer, _yaml_of(answer)

@@ -36,6 +36,26 @@ class Metered(Protocol):
 Answer = TypeVar("Answer", bound=BaseModel)
 
 
+def complete(messages: list[dict[str, str]], choice: ModelChoice, max_tokens: int, **extra: Any) -> Any:
+    """A plain litellm completion with the choice's model, server, key and timeout at temperature 0 (``extra``:
+    stream, response_format, ...); a provider that does not answer raises :class:`ModelAway`."""
+    import litellm
+
+    try:
+        return litellm.completion(
+            model=choice.model,
+            messages=messages,
+            api_base=choice.api_base,
+            api_key=choice.api_key,
+            timeout=choice.timeout,
+            max_tokens=max_tokens,
+            temperature=0,
+            **extra,
+        )
+    except Exception as e:
+        raise ModelAway(f"{type(e).__name__}: {first_line(e)}") from e
+
+
 def call_structured(
     messages: list[dict[str, str]], choice: ModelChoice, shape: type[Answer], max_tokens: int, usage: Metered
 ) -> Answer | str:
