@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 
 from api.ui_accounts import UiAccounts
 from engine.runtime.runtime import Runtime
-from tests.test_ui_flows import DIGEST, DIGEST_V2, simple
+from tests.runtime_helpers import one_step_flow
+from tests.test_ui_flows import DIGEST, DIGEST_V2
 
 pytest_plugins = ("tests.browser",)
 
@@ -22,7 +23,12 @@ def test_search_open_and_activate_a_flow(
 ) -> None:
     # Given the open local demo with three flows, one of them (two versions) with a webhook trigger
     runtime: Runtime = ionflux_app.state.runtime
-    for text in (DIGEST, DIGEST_V2, simple("refunds", "Pays back returned orders."), simple("stock", "Counts.")):
+    for text in (
+        DIGEST,
+        DIGEST_V2,
+        one_step_flow("refunds", "Pays back returned orders."),
+        one_step_flow("stock", "Counts."),
+    ):
         runtime.orchestrator.save_flow(text, "test.yaml")
     url = serve(ionflux_app)
 
