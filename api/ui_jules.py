@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from api.cli import flows_dir
 from api.jules import jules_for, model_choice
 from api.settings import Settings
 from copilot.chat import Change, ChatError, Jules
 from copilot.cost import forecast
+from copilot.edits import EditError
+from copilot.node_update import update_node
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError
@@ -18,6 +22,9 @@ from engine.runtime.runtime import Runtime
 from ui.jules import Conversation, Listener, Message, NotFound, Proposal, Reply
 
 MISSING = ("copilot.session_not_found", "copilot.change_not_found")
+# the Builder's first screen: a bundled flow that runs as it is (no secret, no outside service), with a foreach,
+# a condition and an approval to show; flows/demo-orders-digest.yaml, the CLI's demo, needs a shop and Discord
+BUILDER_DEMO = "expense-approval.yaml"
 
 
 @dataclass
@@ -34,9 +41,12 @@ class UiJules:
             self.runtime.db, orchestrator.registry, self.settings, names, model=model_choice(self.settings)
         )
 
-    def start(self, *, owner: str, user: str, flow_id: str | None = None) -> str:
+    def start(self, *, owner: str, user: str, flow_id: str | None = None, demo: bool = False) -> str:
         draft = ""
-        if flow_id:
+        if demo and not flow_id:
+            path = flows_dir() / BUILDER_DEMO
+            draft = path.read_text("utf-8") if path.is_file() else ""
+        elif flow_id:
             record = flow_queries.get(self.runtime.db, owner, flow_id)
             if record is None or not record.source:
                 raise NotFound(f"you have no flow {flow_id!r}")
@@ -67,6 +77,23 @@ class UiJules:
     def reject(self, session_id: str, change_id: str, *, owner: str, user: str) -> None:
         with _found():
             self._jules(owner).reject(session_id, change_id, owner=owner, user=user)
+
+    def write(self, session_id: str, draft: str, *, owner: str, user: str) -> None:
+        with _found():
+            self._jules(owner).write(session_id, draft, owner=owner, user=user, what="edited the YAML by hand")
+
+    def update_node(
+        self, session_id: str, node_id: str, to_set: dict[str, Any], to_unset: list[str], *, owner: str, user: str
+    ) -> None:
+        jules = self._jules(owner)
+        with _found():
+            draft = jules.session(session_id, owner=owner).draft
+        try:
+            after = update_node(draft, node_id, to_set, to_unset, self.runtime.orchestrator.registry)
+        except EditError as e:
+            raise NotFound(e.message) from e
+        with _found():
+            jules.write(session_id, after, owner=owner, user=user, what=f"edited node {node_id} in its panel")
 
     def save(self, session_id: str, *, owner: str, user: str) -> tuple[str, str]:
         jules = self._jules(owner)

@@ -365,6 +365,26 @@ class Jules:
                 .values(status="rejected", decided_by=user, decided_at=datetime.now(UTC))
             )
 
+    def write(self, session_id: str, after: str, *, owner: str, user: str = "", what: str = "") -> Change:
+        """The user's own edit of the draft (the YAML written by hand, a node's panel): validated like any
+        proposal, recorded as a change the user made and accepted at once (it replaces a pending proposal).
+        ``what``: the edit in words, for the record. Raises :class:`ChatError` with the located problems."""
+        current = self.session(session_id, owner=owner)
+        proposal = check(current.draft, after, (), self.registry)
+        if not proposal.valid:
+            raise ChatError(
+                f"the edited flow does not validate:\n{proposal.problems}",
+                hint="fix what each line above names, then apply again",
+                code="copilot.draft_invalid",
+            )
+        if after == current.draft:
+            raise ChatError("the edit changes nothing", hint="change the YAML first", code="copilot.edit_empty")
+        note = what or "edited the draft by hand"
+        message_id = self._record_message(session_id, "user", f"({note})", user)
+        change = self._record_change(current, message_id, note, "hand", proposal)
+        self.accept(session_id, change.id, owner=owner, user=user)
+        return next(c for c in self.session(session_id, owner=owner).changes if c.id == change.id)
+
     def saved_as(self, session_id: str, flow_id: str, *, owner: str) -> None:
         """Record that the session's draft was stored as the flow ``flow_id``."""
         with self.db.begin() as conn:

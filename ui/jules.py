@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import Request
 
@@ -62,8 +62,9 @@ class Reply:
 
 
 class BuilderJules(Protocol):
-    def start(self, *, owner: str, user: str, flow_id: str | None = None) -> str:
-        """A new session's id: empty, or editing ``flow_id``'s latest version (:class:`NotFound` if not owner's)."""
+    def start(self, *, owner: str, user: str, flow_id: str | None = None, demo: bool = False) -> str:
+        """A new session's id: empty, editing ``flow_id``'s latest version (:class:`NotFound` if not owner's), or
+        with ``demo`` the installation's demo flow as its draft (empty if it has none)."""
         ...
 
     def session(self, session_id: str, *, owner: str) -> Conversation: ...
@@ -75,6 +76,18 @@ class BuilderJules(Protocol):
     def accept(self, session_id: str, change_id: str, *, owner: str, user: str) -> None: ...
 
     def reject(self, session_id: str, change_id: str, *, owner: str, user: str) -> None: ...
+
+    def write(self, session_id: str, draft: str, *, owner: str, user: str) -> None:
+        """The user's own YAML as the new draft (recorded as their change); an ``IonfluxError`` with the located
+        problems if it does not validate."""
+        ...
+
+    def update_node(
+        self, session_id: str, node_id: str, to_set: dict[str, Any], to_unset: list[str], *, owner: str, user: str
+    ) -> None:
+        """Change one node's fields (dotted paths, as ``ui.node_form.changes`` gives them) in the draft, as
+        :meth:`write` does; :class:`NotFound` for a node the draft does not have."""
+        ...
 
     def save(self, session_id: str, *, owner: str, user: str) -> tuple[str, str]:
         """Store the draft as the owner's flow: -> (flow id, version id)."""

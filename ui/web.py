@@ -57,8 +57,8 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        """The server's address opens the Builder: a chat with Jules, a suggested first sentence, the graph."""
-        return RedirectResponse("/ui/builder", status_code=307)
+        """The server's address opens the Builder on the demo flow (ready to run), with a suggested sentence."""
+        return RedirectResponse("/ui/builder?demo=1", status_code=307)
 
 
 async def _to_sign_in(_request: Request, e: Exception) -> RedirectResponse:

@@ -21,6 +21,8 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -29,11 +31,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from engine.dsl.issue import FlowValidationError
+from engine.dsl.issue import FlowValidationError, Issue
+from engine.dsl.source import parse_yaml
 from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError
 from engine.runtime.runtime import Runtime
-from ui import graph
+from ui import graph, node_form
 from ui.jules import BuilderJules, Conversation, NotFound, Reply, jules
 from ui.rendering import page, templates
 from ui.visitor import Visitor, audit, check_csrf, visitor
@@ -47,7 +50,9 @@ Id = Annotated[str, Query(max_length=64)]
 SUGGESTION = (
     "Every weekday at 8:30 Lisbon time, fetch https://example.com/api/orders and post a summary to #sales on Slack"
 )
+EDIT_SUGGESTION = "Run it every weekday at 9:00 Lisbon time"  # for a session that starts with a draft
 MAX_MESSAGE = 4000
+MAX_YAML = 256 * 1024  # a flow written by hand in the YAML tab
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -60,18 +65,44 @@ def _diff_class(line: str) -> str:
 templates.env.filters["builder_diff_class"] = _diff_class
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One located problem of the YAML tab's text, as the page lists it."""
+
+    severity: str
+    line: int | None
+    column: int | None
+    node_id: str | None
+    field: str
+    message: str
+    hint: str
+
+    @classmethod
+    def of(cls, issue: Issue) -> Problem:
+        where = issue.location
+        return cls(
+            issue.severity,
+            where.line or None,
+            where.column or None,
+            issue.node_id,
+            issue.dotted_path,
+            issue.message,
+            issue.hint,
+        )
+
+
 # --- the page -------------------------------------------------------------------------------------------------
 
 
 @router.get("", response_class=HTMLResponse, response_model=None)
 def builder(
-    request: Request, who: Who, jules: Jules, session: Id = "", flow: Id = ""
+    request: Request, who: Who, jules: Jules, session: Id = "", flow: Id = "", demo: bool = False
 ) -> HTMLResponse | RedirectResponse:
     if not session:
         if not who.may("write"):
             return page(request, "builder_missing.html", who, {"why": "read-only"}, status=403)
         try:
-            started = jules.start(owner=who.owner_id, user=who.name, flow_id=flow or None)
+            started = jules.start(owner=who.owner_id, user=who.name, flow_id=flow or None, demo=demo)
         except NotFound:
             return page(request, "builder_missing.html", who, {"flow_id": flow}, status=404)
         return RedirectResponse(f"/ui/builder?session={started}", status_code=303)
@@ -79,11 +110,12 @@ def builder(
         current = jules.session(session, owner=who.owner_id)
     except NotFound:
         return page(request, "builder_missing.html", who, {"session_id": session}, status=404)
-    context = {"s": current, "suggestion": SUGGESTION, **_pane(request, jules, current)}
+    suggestion = EDIT_SUGGESTION if current.draft else SUGGESTION
+    context = {"s": current, "suggestion": suggestion, **_pane(request, jules, current, who)}
     return page(request, "builder.html", who, context)
 
 
-def _pane(request: Request, jules: BuilderJules, s: Conversation) -> dict[str, Any]:
+def _pane(request: Request, jules: BuilderJules, s: Conversation, who: Visitor) -> dict[str, Any]:
     """What the right-hand pane shows: the pending proposal's flow (marked proposed), else the draft."""
     pending = s.pending
     source = pending.after if pending else s.draft
@@ -102,6 +134,7 @@ def _pane(request: Request, jules: BuilderJules, s: Conversation) -> dict[str, A
         "problem": problem,
         "cost": jules.forecast(source) if source else "",
         "can_save": bool(s.draft) and pending is None,
+        "can_edit": bool(s.draft) and pending is None and who.may("write"),
     }
 
 
@@ -160,7 +193,7 @@ def _after_turn(request: Request, jules: BuilderJules, who: Visitor, session_id:
         s=current,
         clear=True,
         change=reply.change if reply.change and reply.change.status == "pending" else None,
-        **{k: v for k, v in _pane(request, jules, current).items() if k != "s"},
+        **{k: v for k, v in _pane(request, jules, current, who).items() if k != "s"},
     )
 
 
@@ -231,7 +264,7 @@ def decide(
     audit(request, who, f"copilot.{decision}", change_id, {"session": session_id})
     current = jules.session(session_id, owner=who.owner_id)
     html = _render("builder_decided.html", decision=decision, s=current)
-    return HTMLResponse(html + _render("builder_after.html", change=None, **_pane(request, jules, current)))
+    return HTMLResponse(html + _render("builder_after.html", change=None, **_pane(request, jules, current, who)))
 
 
 @router.post("/{session_id}/save", response_model=None)
@@ -250,3 +283,134 @@ def save(request: Request, session_id: str, who: Who, jules: Jules, csrf: Annota
     if request.headers.get("hx-request"):  # htmx follows HX-Redirect (a 303 would be followed by fetch, unseen)
         return Response(status_code=204, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
+
+
+# --- editing by hand: the YAML, a node's panel ---------------------------------------------------------------
+
+
+def _problems(request: Request, text: str) -> list[Problem]:
+    """Every problem of a YAML text as a flow, located (line, column, node, field), errors first."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        load_flow(text, "draft.yaml", registry=runtime.orchestrator.registry)
+    except FlowValidationError as e:
+        issues = sorted(e.issues, key=lambda i: (i.severity != "error", i.sort_key()))
+        return [Problem.of(issue) for issue in issues]
+    except IonfluxError as e:
+        return [Problem("error", None, None, None, "", e.message, e.hint)]
+    return []
+
+
+@router.post("/{session_id}/check", response_class=HTMLResponse)
+def check_yaml(
+    request: Request, session_id: str, who: Who, yaml: Annotated[str, Form(max_length=MAX_YAML)] = ""
+) -> HTMLResponse:
+    """The YAML tab's inline validation, as the user types: the located problems (nothing is saved)."""
+    return HTMLResponse(_render("builder_problems.html", problems=_problems(request, yaml), checked=True))
+
+
+@router.post("/{session_id}/draft", response_model=None)
+def write_draft(
+    request: Request,
+    session_id: str,
+    who: Who,
+    jules: Jules,
+    yaml: Annotated[str, Form(max_length=MAX_YAML)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """The YAML tab's Apply: the user's YAML becomes the draft (recorded as their change), or its problems show."""
+    check_csrf(request, who, csrf or None)
+    if not who.may("write"):
+        return _refused(403, "your access is read-only: you cannot change the draft")
+    problems = _problems(request, yaml)
+    if any(p.severity == "error" for p in problems):
+        body = _render("builder_problems.html", problems=problems, checked=True, partial=True)
+        return HTMLResponse(body, status_code=422)
+    try:
+        jules.write(session_id, yaml, owner=who.owner_id, user=who.name)
+    except NotFound:
+        return _refused(404, f"you have no Builder session {session_id!r}")
+    except IonfluxError as e:
+        error = Problem("error", None, None, None, "", e.message, e.hint)
+        return HTMLResponse(_render("builder_problems.html", problems=[error], partial=True), status_code=409)
+    audit(request, who, "copilot.edit", session_id, {"by": "yaml"})
+    return _after_edit(request, jules, who, session_id, "The draft is now your YAML.")
+
+
+def _after_edit(request: Request, jules: BuilderJules, who: Visitor, session_id: str, said: str) -> HTMLResponse:
+    """The pane drawn again after a hand edit, saying what changed (the node panel closes with it)."""
+    current = jules.session(session_id, owner=who.owner_id)
+    context = {**_pane(request, jules, current, who), "message": said}
+    return HTMLResponse(_render("builder_after.html", change=None, **context))
+
+
+def _node_view(request: Request, jules: BuilderJules, who: Visitor, session_id: str, node_id: str) -> dict[str, Any]:
+    """The panel's context for a node of the session's draft (or a NotFound)."""
+    current = jules.session(session_id, owner=who.owner_id)
+    doc = parse_yaml(current.draft, "draft.yaml").data if current.draft else {}
+    node = node_form.find_node(doc if isinstance(doc, dict) else {}, node_id)
+    if node is None:
+        raise NotFound(f"the draft has no node {node_id!r}")
+    runtime: Runtime = request.app.state.runtime
+    registry = runtime.orchestrator.registry
+    kind = registry.get(str(node.get("type"))) if str(node.get("type")) in registry else None
+    values: dict[str, Any] = node["with"] if isinstance(node.get("with"), dict) else {}
+    permissions: dict[str, Any] = node["permissions"] if isinstance(node.get("permissions"), dict) else {}
+    return {
+        "s": current,
+        "node": node,
+        "kind": kind,
+        "with_fields": node_form.with_fields(kind, values),
+        "common": node_form.common_fields(node),
+        "permissions": permissions,
+        "can_edit": who.may("write") and current.pending is None,
+    }
+
+
+@router.get("/{session_id}/nodes/{node_id}", response_class=HTMLResponse)
+def node_panel(request: Request, session_id: str, node_id: str, who: Who, jules: Jules) -> HTMLResponse:
+    """A node's panel: its type, its parameters as a form from the type's schema, permissions, retry, timeout."""
+    try:
+        view = _node_view(request, jules, who, session_id, node_id)
+    except NotFound as e:
+        return _refused(404, str(e))
+    return HTMLResponse(_render("builder_node.html", visitor=who, **view))
+
+
+@router.post("/{session_id}/nodes/{node_id}", response_model=None)
+async def update_node(request: Request, session_id: str, node_id: str, who: Who, jules: Jules) -> Response:
+    """The panel's Apply: the changed fields go into the draft (recorded as the user's change)."""
+    form = await request.form()
+    posted = {k: v for k, v in form.items() if isinstance(v, str)}
+    check_csrf(request, who, posted.get("csrf") or None)
+    if not who.may("write"):
+        return _refused(403, "your access is read-only: you cannot change the draft")
+    try:
+        view = await run_in_threadpool(_node_view, request, jules, who, session_id, node_id)
+        to_set, to_unset = node_form.changes([*view["with_fields"], *view["common"]], posted)
+    except NotFound as e:
+        return _refused(404, str(e))
+    except node_form.FormError as e:
+        return _panel_again(view, who, f"{e.field}: {e.message}", e.field)
+    if not to_set and not to_unset:
+        return _panel_again(view, who, "nothing changed: edit a field first", None, status=200)
+    try:
+        await run_in_threadpool(
+            partial(jules.update_node, owner=who.owner_id, user=who.name),
+            session_id,
+            node_id,
+            to_set,
+            to_unset,
+        )
+    except NotFound as e:
+        return _refused(404, str(e))
+    except IonfluxError as e:
+        return _panel_again(view, who, e.message, None)
+    audit(request, who, "copilot.edit", session_id, {"by": "panel", "node": node_id})
+    said = f"Node {node_id} changed: " + ", ".join([*to_set, *(f"{p} removed" for p in to_unset)]) + "."
+    return await run_in_threadpool(_after_edit, request, jules, who, session_id, said)
+
+
+def _panel_again(view: dict[str, Any], who: Visitor, error: str, field: str | None, status: int = 422) -> HTMLResponse:
+    html = _render("builder_node.html", visitor=who, error=error, error_field=field, **view)
+    return HTMLResponse(html, status_code=status)
