@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ def install() -> Script:
             *litellm.custom_provider_map,
             {"provider": "scripted", "custom_handler": PROVIDER},
         ]
-        litellm.utils.custom_llm_setup()
+        litellm.utils.custom_llm_setup()  # type: ignore[no-untyped-call]  # litellm leaves it unannotated
     PROVIDER.script = Script()
     return PROVIDER.script
 
@@ -112,7 +112,9 @@ def settings(**overrides: Any) -> LlmSettings:
     return LlmSettings(models=models, **overrides)
 
 
-def http_error(kind: type[Exception], status: int, headers: dict[str, str] | None = None, **kw: Any) -> Exception:
+def http_error(
+    kind: Callable[..., Exception], status: int, headers: dict[str, str] | None = None, **kw: Any
+) -> Exception:
     """A litellm provider error as the provider would raise it (with the HTTP response attached)."""
     response = httpx.Response(status, headers=headers or {}, request=httpx.Request("POST", "http://scripted/v1"))
     return kind(message=f"scripted {status}", llm_provider="openai", model="any", response=response, **kw)

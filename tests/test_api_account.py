@@ -17,7 +17,7 @@ from tests.runtime_helpers import running
 
 
 @pytest.fixture
-def a(tmp_path: Path) -> Api:
+def a(tmp_path: Path) -> Iterator[Api]:
     with api("embedded", tmp_path, start=False) as value:
         yield value
 

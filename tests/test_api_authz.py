@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from api.settings import Settings
 from tests.api_helpers import BACKENDS, Api, api
@@ -194,7 +195,9 @@ def _path(template: str, w: World) -> str:
 @pytest.fixture(scope="module", params=BACKENDS)
 def a(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with api(request.param, tmp_path_factory.mktemp("authz")) as value:
-        value.client.app.state.settings = Settings(copilot_rate_per_minute=100_000)  # every route is asked often
+        app = value.client.app
+        assert isinstance(app, FastAPI)  # TestClient types its app as any ASGI app
+        app.state.settings = Settings(copilot_rate_per_minute=100_000)  # every route is asked often
         yield value
 
 

@@ -253,9 +253,10 @@ def test_a_model_that_never_gets_it_right_is_a_clear_failure(base: str, monkeypa
 
 def test_an_unreachable_model_is_a_clear_failure(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import litellm
+    from litellm.exceptions import APIConnectionError
 
     def refuse(*_a: Any, **_k: Any) -> Any:
-        raise litellm.APIConnectionError(message="connection refused", llm_provider="openai", model="x")
+        raise APIConnectionError(message="connection refused", llm_provider="openai", model="x")
 
     monkeypatch.setattr(litellm, "completion", refuse)
     result = edit_with_model("anything", base, REGISTRY, CHOICE)

@@ -66,9 +66,9 @@ def test_never_grounded_is_a_clear_failure(script: Script) -> None:
 
 
 def test_an_unreachable_model_is_a_clear_failure(script: Script) -> None:
-    import litellm
+    from litellm.exceptions import ServiceUnavailableError
 
-    script.answers = [llm_script.http_error(litellm.ServiceUnavailableError, 503)]
+    script.answers = [llm_script.http_error(ServiceUnavailableError, 503)]
     result = plan_tools_with_model("walk the dog", TOOLS, CHOICE)
     assert result.graph is None and "could not be reached" in result.problems and result.attempts == 1
 

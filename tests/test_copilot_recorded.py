@@ -4,7 +4,9 @@ as the worker rendered them, and ``ionflux tune --score`` runs both prompts on t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,10 +63,15 @@ def test_recorded_contexts_are_what_the_node_was_rendered_with(tmp_path: Path, s
         assert recorded_contexts(rt.orchestrator, "greet", "hello", limit=1)[0].run_id == recorded[0].run_id
         assert recorded_contexts(rt.orchestrator, "greet", "nope") == []
     seen: list[str] = []
+
+    def run(prompt: str, _record: Mapping[str, Any]) -> str:
+        seen.append(prompt)
+        return "ok"
+
     comparison = compare_variants(
         {"original": "Greet {{ nodes.shout.output.loud }}", "short": "Hi {{ nodes.shout.output.loud }}"},
         [r.context for r in recorded],
-        lambda prompt, _record: seen.append(prompt) or "ok",
+        run,
     )
     assert seen == ["Greet RUI", "Greet ANA", "Hi RUI", "Hi ANA"]
     assert [row.name for row in comparison.rows] == ["original", "short"]

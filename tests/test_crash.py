@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,7 +174,7 @@ def test_redis_restarted_mid_run_the_run_completes(scale: RuntimeConfig, tmp_pat
         with: {all: "{{ [nodes.branch0.output.value, nodes.branch3.output.value] }}"}
     """
     )
-    cfg = RuntimeConfig(**{**_fields(scale), "redis_url": own_redis})
+    cfg = replace(scale, redis_url=own_redis)
     redis_process = start_redis()
     try:
         with (
@@ -240,7 +241,3 @@ def _reachable(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _fields(cfg: RuntimeConfig) -> dict[str, object]:
-    return {name: getattr(cfg, name) for name in cfg.__slots__}

@@ -69,7 +69,9 @@ def test_plain_and_html_mail_reaches_every_recipient(smtp: tuple[Inbox, str]) ->
     message = message_from_bytes(raw)
     assert message["Subject"] == "Daily digest" and "Bcc" not in message and message["Cc"] == "boss@example.com"
     parts = {part.get_content_type(): part.get_payload(decode=True) for part in message.walk()}
-    assert parts["text/plain"].strip() == b"3 orders" and parts["text/html"].strip() == b"<p>3 orders</p>"
+    text, html = parts["text/plain"], parts["text/html"]
+    assert isinstance(text, bytes) and isinstance(html, bytes)  # decoded leaf parts, not nested messages
+    assert text.strip() == b"3 orders" and html.strip() == b"<p>3 orders</p>"
 
 
 def test_refusals_and_missing_configuration_say_what_to_do(smtp: tuple[Inbox, str]) -> None:

@@ -15,9 +15,6 @@ from hypothesis import strategies as st
 
 from engine.dsl import expression
 from engine.dsl.expression import (
-    MAX_BRACKETS,
-    MAX_DEPTH,
-    MAX_SOURCE,
     ExpressionError,
     Reference,
     evaluate,
@@ -25,6 +22,7 @@ from engine.dsl.expression import (
     parse_bare,
     single_expression,
 )
+from engine.dsl.sandbox import MAX_BRACKETS, MAX_DEPTH, MAX_SOURCE, environment
 
 CONTEXT: dict[str, Any] = {
     "inputs": {"days": 7, "name": "123", "tags": ["a", "b"]},
@@ -259,7 +257,7 @@ def test_a_caller_deep_in_its_stack_gets_too_complex_not_a_recursion_error() -> 
 
 def test_reference_walk_is_iterative() -> None:
     # A 20,000-step chain is refused by parse(), but the walker itself must not depend on Python's stack
-    ast = expression.environment().parse("{{ inputs" + ".a" * 20_000 + " }}")
+    ast = environment().parse("{{ inputs" + ".a" * 20_000 + " }}")
     (ref,) = expression._references(ast, {"inputs"})
     assert ref.root == "inputs" and len(ref.path) == 20_000
 

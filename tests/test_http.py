@@ -163,9 +163,12 @@ def test_form_basic_auth_text_and_bytes(server: str) -> None:
     assert echo["body"] == "x=1+2" and echo["headers"]["Authorization"] == "Basic dTpw"
     assert request(call({"url": f"{server}/text"}), LOOPBACK_ONLY)["body"] == "plain words"
     stored: list[bytes] = []
-    policy = HttpPolicy(
-        allow_networks=LOOPBACK_ONLY.allow_networks, put_blob=lambda data: stored.append(data) or "sha256:x"
-    )
+
+    def put_blob(data: bytes) -> str:
+        stored.append(data)
+        return "sha256:x"
+
+    policy = HttpPolicy(allow_networks=LOOPBACK_ONLY.allow_networks, put_blob=put_blob)
     body = request(call({"url": f"{server}/bytes", "response": "bytes"}), policy)["body"]
     assert body == {"ref": "sha256:x", "size": 256, "content_type": "application/octet-stream"}
     assert stored == [bytes(range(256))]

@@ -11,6 +11,17 @@ from typing import Any
 import litellm
 import pytest
 import sqlalchemy as sa
+from litellm.exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Timeout,
+)
 
 from engine.core.state import StepKey
 from engine.dsl.validator import check_flow
@@ -112,20 +123,20 @@ def test_classify_returns_one_of_the_labels_and_a_confidence(script: Script) -> 
 
 
 PROVIDER_ERRORS = [
-    (lambda: http_error(litellm.RateLimitError, 429, {"retry-after": "7"}), "llm.rate_limited", True, 7.0),
-    (lambda: litellm.Timeout(message="slow", model="any", llm_provider="openai"), "llm.timeout", True, None),
+    (lambda: http_error(RateLimitError, 429, {"retry-after": "7"}), "llm.rate_limited", True, 7.0),
+    (lambda: Timeout(message="slow", model="any", llm_provider="openai"), "llm.timeout", True, None),
     (
-        lambda: litellm.APIConnectionError(message="refused", llm_provider="openai", model="any"),
+        lambda: APIConnectionError(message="refused", llm_provider="openai", model="any"),
         "llm.unavailable",
         True,
         None,
     ),
-    (lambda: http_error(litellm.InternalServerError, 500), "llm.unavailable", True, None),
-    (lambda: http_error(litellm.ServiceUnavailableError, 503), "llm.unavailable", True, None),
-    (lambda: http_error(litellm.AuthenticationError, 401), "llm.auth", False, None),
-    (lambda: http_error(litellm.NotFoundError, 404), "llm.model_not_found", False, None),
-    (lambda: http_error(litellm.BadRequestError, 400), "llm.bad_request", False, None),
-    (lambda: http_error(litellm.ContextWindowExceededError, 400), "llm.context_too_long", False, None),
+    (lambda: http_error(InternalServerError, 500), "llm.unavailable", True, None),
+    (lambda: http_error(ServiceUnavailableError, 503), "llm.unavailable", True, None),
+    (lambda: http_error(AuthenticationError, 401), "llm.auth", False, None),
+    (lambda: http_error(NotFoundError, 404), "llm.model_not_found", False, None),
+    (lambda: http_error(BadRequestError, 400), "llm.bad_request", False, None),
+    (lambda: http_error(ContextWindowExceededError, 400), "llm.context_too_long", False, None),
 ]
 
 
@@ -214,7 +225,7 @@ def test_a_run_records_usage_and_charges_the_real_cost_and_streams_tokens(
     script: Script, tmp_path: Path, backend: str
 ) -> None:
     script.answers += [
-        http_error(litellm.RateLimitError, 429, {"retry-after": "1"}),  # honoured: the retry waits >= 1 s, not 10 ms
+        http_error(RateLimitError, 429, {"retry-after": "1"}),  # honoured: the retry waits >= 1 s, not 10 ms
         "Customer cannot log in since Monday",
         tool({"priority": "high"}),
     ]

@@ -142,18 +142,18 @@ def test_no_filesystem_no_environment(sandbox: Sandbox, modules: dict[str, bytes
 def test_malformed_bytes_and_missing_exports_are_refused(sandbox: Sandbox) -> None:
     assert fails(sandbox, b"\x00asm\x01\x00\x00\x00garbage").code == "sandbox.invalid_module"
     assert fails(sandbox, b"not wasm at all").code == "sandbox.invalid_module"
-    library = wasmtime.wat2wasm('(module (func (export "transform")))')
+    library = bytes(wasmtime.wat2wasm('(module (func (export "transform")))'))
     failure = fails(sandbox, library)
     assert (
         failure.code == "sandbox.invalid_module" and "no _start" in failure.message and "transform" in failure.message
     )
-    needs_host = wasmtime.wat2wasm('(module (import "env" "open_socket" (func)) (func (export "_start")))')
+    needs_host = bytes(wasmtime.wat2wasm('(module (import "env" "open_socket" (func)) (func (export "_start")))'))
     failure = fails(sandbox, needs_host)
     assert failure.code == "sandbox.invalid_module" and "imports" in failure.message
 
 
 def test_a_module_declaring_more_memory_than_allowed_never_starts(sandbox: Sandbox) -> None:
-    greedy = wasmtime.wat2wasm('(module (memory (export "memory") 1024) (func (export "_start")))')  # 64 MiB
+    greedy = bytes(wasmtime.wat2wasm('(module (memory (export "memory") 1024) (func (export "_start")))'))  # 64 MiB
     failure = fails(sandbox, greedy)
     assert failure.code == "sandbox.memory_limit" and "declares 64 MiB" in failure.message
 

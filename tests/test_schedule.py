@@ -15,8 +15,8 @@ def local(fires: list[datetime], zone: str) -> list[str]:
     return [f.astimezone(ZoneInfo(zone)).strftime("%m-%d %H:%M%z") for f in fires]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

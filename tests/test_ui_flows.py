@@ -43,7 +43,8 @@ def u(tmp_path: Path) -> Iterator[Ui]:
 
 
 def owner_of(u: Ui, email: str) -> str:
-    return next(o["id"] for o in u.accounts.owners() if o["email"] == email)
+    owner: str = next(o["id"] for o in u.accounts.owners() if o["email"] == email)
+    return owner
 
 
 def save(u: Ui, text: str, email: str = "ana@example.com") -> str:

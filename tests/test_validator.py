@@ -362,6 +362,6 @@ def test_more_mistakes_found_in_review(change: dict[str, Any], code: str) -> Non
 
 
 def test_a_node_reading_itself_gets_a_hint_that_says_so() -> None:
-    flow = minimal_flow(nodes=[node("a", **{"with": {"message": "{{ nodes.a.output }}"}})])
+    flow = minimal_flow(nodes=[node("a", "log", **{"with": {"message": "{{ nodes.a.output }}"}})])
     (issue,) = check_flow(to_text(flow)).errors
     assert issue.code == "ref.not_ancestor" and "its own output" in issue.hint

@@ -26,8 +26,8 @@ EXAMPLES = ROOT / "transforms"
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 ZIG_CC = (sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-Os", "-s")
 SMALL_MEMORY = ("-Wl,-z,stack-size=65536", "-Wl,--initial-memory=262144")  # as scripts/build-transforms builds
-ZIG_EXE = (sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fstrip")
-ZIG_EXE += ("--stack", "65536", "--initial-memory=262144")
+ZIG_EXE: tuple[str, ...] = (sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-wasi")
+ZIG_EXE += ("-O", "ReleaseSmall", "-fstrip", "--stack", "65536", "--initial-memory=262144")
 
 
 def _build(name: str, out_dir: Path) -> Path:

@@ -120,6 +120,7 @@ def test_githubs_documented_signature_vector_is_accepted(rt: Runtime) -> None:
     assert said(rt, reply["run_id"]) == {"said": "opened #7"}
     with rt.db.connect() as conn:
         event = conn.execute(sa.select(trigger_inbox.c.trigger).where(trigger_inbox.c.id == reply["event_id"])).scalar()
+    assert event is not None
     assert event["headers"]["x-github-delivery"] == "d-1" and "x-hub-signature-256" not in event["headers"]
 
 
