@@ -146,15 +146,34 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--runs", type=int, default=5, help="with --score: how many past runs (newest first)")
     p.set_defaults(func=_lazy_from("api.tune_commands", "cmd_tune"))
 
-    p = add("eval", "Score co-pilot predictions on an evaluation set (docs/evals.md): indomain or taskbench.")
-    p.add_argument("set", choices=("indomain", "taskbench"))
-    p.add_argument("--data", required=True, metavar="FILE.jsonl", help="the gold records")
+    p = add("eval", "Score the co-pilot on an evaluation set (docs/evals.md): indomain, taskbench or heal.")
+    p.add_argument("set", choices=("indomain", "taskbench", "heal"))
+    p.add_argument(
+        "--data", metavar="FILE.jsonl", help="the gold records (heal: a folder of cases; default evals/heal/cases)"
+    )
     p.add_argument("--predictions", metavar="FILE.jsonl", help="one prediction per record id (else --planner)")
-    p.add_argument("--planner", help="plan each record now: offline, or model:ALIAS (an IONFLUX_LLM_MODELS route)")
+    p.add_argument(
+        "--planner", help="plan each record now: offline (heal: rules), or model:ALIAS (an IONFLUX_LLM_MODELS route)"
+    )
     p.add_argument("--catalog", metavar="FILE.json", help="taskbench: the tool catalog (tool_desc.json)")
     p.add_argument("--limit", type=int, help="only the first N records")
     p.add_argument("--out", metavar="FILE.json", help="write the results (per record too) as JSON")
     p.set_defaults(func=_lazy_from("evals.cli", "cmd_eval"))
+
+    p = add("heal", "Diagnose a failed run, propose a fix, prove it by replaying the failed step; --apply resumes.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--apply", action="store_true", help="store the verified fix and resume the run from the step")
+    p.add_argument("--as-is", action="store_true", help="resume from the failed step unchanged (after the action)")
+    p.add_argument("--force", action="store_true", help="with --apply: apply a fix the replay did not verify")
+    p.add_argument(
+        "--allow-effects", action="store_true", help="replay a step with outside effects (a POST, an email) for real"
+    )
+    p.add_argument("--model", metavar="ALIAS", help="ask this model alias when the rules find no fix")
+    p.add_argument("--offline", action="store_true", help="the rules only, even with IONFLUX_MODEL set")
+    p.add_argument("--json", action="store_true", help="print the healing as JSON")
+    p.add_argument("--detach", action="store_true", help="with --apply: resume it, do not follow it here")
+    p.add_argument("--timeout", type=float, default=3600.0, help="stop following after this many seconds")
+    p.set_defaults(func=_lazy_from("api.heal_commands", "cmd_heal"))
 
     p = add("secrets", "Manage the encrypted secret store: set NAME (value from --value or stdin), list, delete.")
     p.add_argument("action", choices=("set", "list", "delete", "new-key"))

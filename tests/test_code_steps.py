@@ -95,6 +95,13 @@ HOSTILE = [
         "sandbox.memory_limit",
         "64 MiB",
     ),
+    (  # many small objects reach the wasm store's cap first: QuickJS then throws a bare "Error: null"
+        "js",
+        "function main(x) { const r = []; for (let i = 0; i < 2e6; i++) r.push({id: i, s: 'row ' + i}); }",
+        "sandbox.memory_limit",
+        "64 MiB",
+    ),
+    ("js", "function main(x) { throw new Error(null); }", "code.error", "Error: null"),
     ("js", "function main(x) { while (true) console.log('flood'); }", "sandbox.log_too_large", "4,096 bytes"),
     ("js", "function main(x) { return 'x'.repeat(200000); }", "sandbox.output_too_large", "100,000 byte"),
     ("js", "function main(x) { return fetch('http://127.0.0.1:5432/'); }", "code.error", "fetch is not defined"),

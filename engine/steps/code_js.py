@@ -136,7 +136,7 @@ def _failure(error: Exception, log: _Log, limits: Limits, phase: str) -> StepFai
             f"the code ran past its {limits.timeout_seconds:g} s deadline",
             hint="raise the node's timeout (within the operator's maximum), or do less per step",
         )
-    if isinstance(error, quickjs_rs.MemoryLimitError):
+    if isinstance(error, quickjs_rs.MemoryLimitError) or _hit_memory_cap(error):
         return StepFailure(
             "sandbox.memory_limit",
             f"the code ran out of memory: it reached its {limits.memory_mb} MiB limit",
@@ -145,6 +145,16 @@ def _failure(error: Exception, log: _Log, limits: Limits, phase: str) -> StepFai
     if isinstance(error, quickjs_rs.JSError):
         return _js_error(error, phase)
     return StepFailure("code.error", f"the code failed: {error}")
+
+
+def _hit_memory_cap(error: Exception) -> bool:
+    """The wasm store's memory cap (``_cap_linear_memory``) reached: QuickJS cannot even build its error object
+    and throws a bare ``Error: null`` with no stack (an ``Error`` the code throws always has one)."""
+    return (
+        getattr(error, "name", None) == "Error"
+        and getattr(error, "message", None) == "null"
+        and not getattr(error, "stack", None)
+    )
 
 
 def _js_error(error: Any, phase: str) -> StepFailure:
