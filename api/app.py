@@ -21,6 +21,7 @@ from api.limits import RateLimit
 from api.settings import Settings
 from api.ui_accounts import UiAccounts
 from api.ui_jules import UiJules
+from api.ui_settings import UiSettings
 from api.ui_visitor import find_visitor, record_change
 from api.v1 import errors
 from engine.errors import IonfluxError
@@ -50,6 +51,7 @@ def create_app(
     app.state.accounts = Accounts(runtime.db)
     app.state.ui_accounts = UiAccounts(app.state.accounts)  # the UI's sign-in and first run (ui.accounts)
     app.state.ui_jules = UiJules(runtime, settings)  # the Builder's Jules (ui.jules)
+    app.state.ui_settings = UiSettings(app.state.accounts, settings)  # the Settings screen's tokens (ui.settings)
     errors.install(app)
     app.include_router(v1.router())
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)

@@ -15,8 +15,14 @@ from ui.visitor import Visitor
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES)
 
-# the screens that exist (the Builder, the catalog and settings join as they land)
-NAV = (("Builder", "/ui/builder"), ("Flows", "/ui/flows"), ("Runs", "/ui/runs"))
+# the screens that exist
+NAV = (
+    ("Builder", "/ui/builder"),
+    ("Flows", "/ui/flows"),
+    ("Runs", "/ui/runs"),
+    ("Catalog", "/ui/catalog"),
+    ("Settings", "/ui/settings"),
+)
 
 
 def page(

@@ -3,6 +3,7 @@ aliases (agents) its LLM steps may name. Read-only, the same for every owner."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -12,7 +13,7 @@ from api.v1.deps import Reader, RuntimeDep
 from api.v1.errors import ApiError
 from api.v1.flow_shapes import problems
 from engine.nodetypes.registry import NodeType
-from engine.steps.llm import DEFAULT_MODELS
+from engine.runtime import catalog
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
@@ -42,15 +43,7 @@ class Agent(BaseModel):
 
 
 def _summary(node_type: NodeType) -> dict[str, Any]:
-    estimate = node_type.cost(node_type.example)
-    return {
-        "name": node_type.name,
-        "family": node_type.family,
-        "summary": node_type.summary,
-        "capabilities": sorted(node_type.capabilities),
-        "cost": estimate.basis,
-        "cost_cion": estimate.cion,
-    }
+    return asdict(catalog.entry(node_type))
 
 
 @router.get("/types", response_model=list[TypeSummary], responses=problems())
@@ -88,12 +81,4 @@ def show_type(
 @router.get("/agents", response_model=list[Agent], responses=problems())
 def list_agents(_who: Reader, runtime: RuntimeDep) -> list[Agent]:
     """The model aliases configured here (never their keys or servers)."""
-    routes = runtime.config.llm_models if runtime.config.llm_models is not None else DEFAULT_MODELS
-    return [
-        Agent(
-            name=alias,
-            model=route.model,
-            priced=route.input_cost_per_token is not None or route.output_cost_per_token is not None,
-        )
-        for alias, route in sorted(routes.items())
-    ]
+    return [Agent(name=a.name, model=a.model, priced=a.priced) for a in catalog.agents(runtime.config.llm_models)]

@@ -11,11 +11,10 @@ from pydantic import BaseModel, Field
 
 from api.v1.deps import AccountsDep, Admin, Reader, RuntimeDep, Writer
 from api.v1.errors import ApiError, Problem
+from engine.runtime.secrets import MAX_VALUE, NAME_PATTERN
 
 router = APIRouter(tags=["secrets"])
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # engine.runtime.secrets.NAME, as the schema declares it
-MAX_VALUE = 64 * 1024
 Name = Annotated[str, Path(pattern=NAME_PATTERN, description="letters, digits and _, starting with a letter or _")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": why}

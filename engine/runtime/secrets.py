@@ -15,7 +15,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from engine.errors import IonfluxError
 from engine.store.tables import LOCAL_OWNER, secrets
 
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # as JSON Schema (the API) and HTML forms (the UI) declare it
+NAME = re.compile(NAME_PATTERN)
+NAME_RULE = "use letters, digits and _, starting with a letter or _ (64 characters at most)"
+MAX_VALUE = 64 * 1024  # characters: a token, a key, a certificate; not a file
 
 
 class SecretError(IonfluxError):
@@ -24,6 +27,23 @@ class SecretError(IonfluxError):
 
 def new_key() -> bytes:
     return Fernet.generate_key()
+
+
+def check_name(name: str) -> None:
+    """Raises :class:`SecretError` saying how to fix ``name`` unless it may name a secret."""
+    if not NAME.fullmatch(name):
+        raise SecretError(f"secret name {name!r} is not allowed", hint=NAME_RULE)
+
+
+def check_value(value: str) -> None:
+    """Raises :class:`SecretError` unless ``value`` may be stored (the API and the UI refuse the same values)."""
+    if not value:
+        raise SecretError("the secret's value is empty", hint="enter the value to store")
+    if len(value) > MAX_VALUE:
+        raise SecretError(
+            f"the secret's value is {len(value):,} characters long",
+            hint=f"a secret holds at most {MAX_VALUE:,} characters",
+        )
 
 
 class SecretStore:
@@ -41,10 +61,7 @@ class SecretStore:
     # every method takes the owner whose secrets it reads or writes: a name is unique per owner, never shared
 
     def set(self, name: str, value: str, owner: str = LOCAL_OWNER) -> None:
-        if not NAME.fullmatch(name):
-            raise SecretError(
-                f"{name!r} is not a valid secret name", hint="use letters, digits and _, starting with a letter"
-            )
+        check_name(name)
         token = self._fernet.encrypt(value.encode())
         now = datetime.now(UTC)
         with self._db.begin() as conn:
