@@ -206,15 +206,15 @@ def case_runtime(folder: Path) -> Iterator[Runtime]:
 
 # --- one case ---------------------------------------------------------------------------------------------------
 
-Healer = Callable[[Runtime, str, Case], Healing]
+Healer = Callable[[Runtime, str, Case, str], Healing]  # (runtime, failed run, its case, the server's URL)
 
 
-def rules_healer(runtime: Runtime, run_id: str, case: Case) -> Healing:
+def rules_healer(runtime: Runtime, run_id: str, case: Case, server: str) -> Healing:
     return heal(runtime.orchestrator, run_id)
 
 
 def model_healer(choice: ModelChoice, aliases: tuple[str, ...] = ("default",)) -> Healer:
-    def healer(runtime: Runtime, run_id: str, case: Case) -> Healing:
+    def healer(runtime: Runtime, run_id: str, case: Case, server: str) -> Healing:
         return heal(runtime.orchestrator, run_id, model=choice, aliases=aliases)
 
     return healer
@@ -253,7 +253,7 @@ def _run(case: Case, runtime: Runtime, server: Upstream, healer: Healer, outcome
     if status != "failed":
         outcome.note = f"the flow did not fail (it is {status}): the case is broken"
         return
-    healing = healer(runtime, run_id, case)
+    healing = healer(runtime, run_id, case, server.url)
     outcome.cause = healing.diagnosis.cause
     outcome.by = healing.diagnosis.by
     outcome.diagnosed = healing.diagnosis.cause == case.cause

@@ -124,7 +124,7 @@ def failed_step(orchestrator: Orchestrator, run_id: str) -> FailedStep:
     plan = orchestrator.plan(str(run["version_id"]))
     node = plan.nodes[key.node]
     row = _last_attempt(orchestrator, run_id, str(key))
-    doc = parse_yaml(str(source), "flow.yaml").data
+    doc = parse_yaml(str(source), "<recorded flow>").data
     return FailedStep(
         run_id=run_id,
         flow_id=str(run["flow_id"]),
@@ -239,7 +239,7 @@ def replay(
 ) -> Replay:
     """Re-execute ``failed``'s step as the flow ``source`` defines it, on the recorded context (nothing recorded).
     The node's retry policy is honoured (at most :data:`REPLAY_ATTEMPTS`, delays capped at ``delay_cap``)."""
-    flow = load_flow(source, "fix.yaml", registry=orchestrator.registry)
+    flow = load_flow(source, "<fixed flow>", registry=orchestrator.registry)
     orchestrator.check_runnable(flow)
     plan = compile_plan(flow, orchestrator.registry)
     state = orchestrator.state(failed.run_id)
