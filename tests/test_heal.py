@@ -249,8 +249,8 @@ def test_the_model_fixes_what_the_rules_cannot_and_the_fix_is_proved(rt: Runtime
     assert heal(rt.orchestrator, run_id).diagnosis.fix is None  # the rules find the line, not the fix
 
     fixed = 'def main(data):\n    s = data["sales"]\n    return {"average": sum(s) / len(s) if s else 0}\n'
-    plan = {"reply": "Guard the empty list.", "operations": [{"op": "update_node", "id": "average", "set": {}}]}
-    plan["operations"][0]["set"] = {"with.code": fixed}
+    fix = {"op": "update_node", "id": "average", "set": {"with.code": fixed}}
+    plan = {"reply": "Guard the empty list.", "operations": [fix]}
     script.answers = [json.dumps(plan)]
     healing = heal(rt.orchestrator, run_id, model=SCRIPTED)
     assert healing.diagnosis.by == "model:scripted/any" and healing.diagnosis.cause == "code_error"
