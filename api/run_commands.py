@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from api.settings import Settings
-from engine.core.state import RunStatus
+from engine.core.state import RunStatus, StepKey
 from engine.dsl.issue import FlowValidationError
 from engine.errors import IonfluxError
 from engine.runtime import queries
@@ -286,9 +286,17 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         version = None
         if args.flow:
             _, version = rt.orchestrator.save_flow(Path(args.flow).read_text("utf-8"), args.flow)
-        rt.orchestrator.rerun(run_id, version)
+        rt.orchestrator.rerun(run_id, version, _node_of(args.from_step) if args.from_step else None)
 
     return _continue(args, act)
+
+
+def _node_of(step: str) -> str:
+    """``--from`` takes a node id or a step key (``loop[2].node``): a re-run starts at a node."""
+    try:
+        return StepKey.parse(step).node
+    except ValueError:
+        return step
 
 
 @guarded

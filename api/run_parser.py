@@ -49,7 +49,7 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         ("pause", "Pause a run (running steps finish; nothing new starts)."),
         ("resume", "Resume a paused run."),
         ("approve", "Approve (or --reject) the approval step a run waits on."),
-        ("rerun", "Re-run a failed or cancelled run from its failed steps, keeping upstream outputs."),
+        ("rerun", "Re-run a failed or cancelled run from its failed steps (--from: any run from a step)."),
     ):
         p = add(name, text)
         p.add_argument("run_id", metavar="RUN_ID")
@@ -62,6 +62,7 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
             p.add_argument("--by", help="who decides (default: $USER)")
         if name == "rerun":
             p.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
+            p.add_argument("--from", dest="from_step", metavar="STEP", help="re-run from this step and what needs it")
         p.set_defaults(func=_lazy(f"cmd_{name}"))
 
     p = add("up", "Start IONFLUX all-in-one (embedded): store the bundled flows, run workers and timers.")

@@ -200,8 +200,8 @@ def test_a_failed_run_reruns_from_its_failed_step_on_a_newer_version(a: Api) -> 
     save(a, BROKEN)
     run_id = start(a, "fragile")
     assert settle(a, run_id) == "failed"
-    from_done = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"from_step": "fetch"})
-    assert from_done.status_code == 422 and from_done.json()["error"]["code"] == "run.from_step_invalid"
+    nowhere = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"from_step": "nope"})
+    assert nowhere.status_code == 422 and nowhere.json()["error"]["code"] == "run.from_step_invalid"
     alien = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"version": save(a, GATED)})
     assert alien.status_code == 422 and alien.json()["error"]["code"] == "run.version_invalid"
     fixed = save(a, FIXED)
@@ -214,3 +214,11 @@ def test_a_failed_run_reruns_from_its_failed_step_on_a_newer_version(a: Api) -> 
     assert steps["fetch"]["reused"] is True and steps["store"]["status"] == "succeeded"
     refused = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "run.not_rerunnable"
+
+    # A succeeded run re-runs from a chosen step: that step and what needs it run again, the rest is kept
+    again = a.call("POST", f"/api/v1/runs/{run_id}/rerun", "write", json={"from_step": "store"})
+    assert again.status_code == 200, again.text
+    assert settle(a, run_id) == "succeeded"
+    shown = a.call("GET", f"/api/v1/runs/{run_id}", "read").json()
+    steps = {s["key"]: s for s in shown["steps"]}
+    assert shown["attempt"] == 3 and steps["fetch"]["reused"] is True and steps["store"]["reused"] is False

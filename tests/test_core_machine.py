@@ -396,6 +396,45 @@ nodes:
     assert state.status is RunStatus.SUCCEEDED and state.steps[StepKey("b")].output == {"v": 20}
 
 
+def test_rerun_from_a_chosen_node_reruns_it_and_what_depends_on_it_even_after_success() -> None:
+    text = (
+        HEAD
+        + """
+nodes:
+  - {id: a, type: data.set, with: {v: 1}}
+  - {id: b, type: data.set, needs: [a], with: {v: 2}}
+  - {id: side, type: data.set, needs: [a], with: {v: 9}}
+  - {id: c, type: data.set, needs: [b], with: {v: 3}}
+  - id: each
+    type: foreach
+    needs: [a]
+    items: [1, 2]
+    do:
+      - {id: inner, type: data.set, with: {i: "{{ item }}"}}
+"""
+    )
+    sim = Simulation(plan_of(text), executor())
+    assert sim.start().status is RunStatus.SUCCEEDED
+    before = len(sim.decisions)
+
+    # When a succeeded run is re-run from b, then b and c run again; a, side and the loop keep their outputs
+    sim.feed(ev.RerunRequested(sim.clock, from_node="b"))
+    state = sim.drain()
+    starts = [str(d.key) for d in sim.decisions[before:] if isinstance(d, StartStep)]
+    assert sorted(starts) == ["b", "c"] and state.status is RunStatus.SUCCEEDED and state.attempt == 2
+
+    # When it is re-run from a step inside the loop, then the whole loop runs again, nothing else
+    before = len(sim.decisions)
+    sim.feed(ev.RerunRequested(sim.clock, from_node="inner"))
+    state = sim.drain()
+    starts = [str(d.key) for d in sim.decisions[before:] if isinstance(d, StartStep)]
+    assert sorted(starts) == ["each[0].inner", "each[1].inner"] and state.status is RunStatus.SUCCEEDED
+
+    # A node that is not a main node of the version is refused
+    with pytest.raises(InvalidEvent, match="cannot start at 'nope'"):
+        advance(sim.plan, state, ev.RerunRequested(EPOCH, from_node="nope"))
+
+
 def test_rerun_of_a_running_or_succeeded_run_is_refused() -> None:
     plan = plan_of(HEAD + "nodes:\n  - {id: a, type: data.set, with: {x: 1}}\n")
     _, state = run(plan)

@@ -124,7 +124,10 @@ class Decision(BaseModel):
 
 class Rerun(BaseModel):
     from_step: str | None = Field(
-        None, max_length=300, description="where to start: a failed or cancelled step (re-runs start at those)"
+        None,
+        max_length=300,
+        description="re-run from this step (a node id or a step key): it and what depends on it run again; "
+        "without it, a failed or cancelled run re-runs from its failed steps",
     )
     version: str | None = Field(None, max_length=80, description="a newer version id of the flow, or `latest`")
 
@@ -290,18 +293,21 @@ def rerun(
     run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep, body: Rerun | None = None
 ) -> ActionDone:
     """Re-run a failed or cancelled run from its failed steps, keeping the outputs that still hold; with
-    ``version``, on that version of the flow (a step whose node changed runs again)."""
+    ``from_step``, re-run any finished run (a succeeded one too) from that step: it and every step that depends on
+    it run again, the others keep their outputs. With ``version``, on that version of the flow (a step whose node
+    changed runs again)."""
     body = body or Rerun()
     state = _state(runtime, principal, run_id)
-    if state.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    allowed = (RunStatus.FAILED, RunStatus.CANCELLED) + ((RunStatus.SUCCEEDED,) if body.from_step else ())
+    if state.status not in allowed:
         raise ApiError(
             409,
             "run.not_rerunnable",
-            f"run {run_id} is {state.status}: only failed or cancelled runs re-run",
-            hint="cancel it first" if not state.status.finished else "start a new run instead",
+            f"run {run_id} is {state.status}: only failed or cancelled runs re-run"
+            + ("" if body.from_step else " (a succeeded one re-runs from a chosen step: from_step)"),
+            hint="cancel it first" if not state.status.finished else "name from_step, or start a new run",
         )
-    if body.from_step is not None:
-        _check_from_step(state, body.from_step)
+    from_node = _from_node(runtime, state, body.from_step) if body.from_step is not None else None
     version = body.version
     if version is not None:
         flow_id = owned(runtime, principal, run_id).flow_id
@@ -314,8 +320,9 @@ def rerun(
                 f"{version!r} is not a version of flow {flow_id!r}",
                 location=[{"field": "version", "message": "not a version of the run's flow"}],
             )
-    runtime.orchestrator.rerun(run_id, version)
-    accounts.audit(principal, "run.rerun", run_id, {"version": version} if version else None)
+    runtime.orchestrator.rerun(run_id, version, from_node)
+    detail = {k: v for k, v in (("version", version), ("from_step", from_node)) if v}
+    accounts.audit(principal, "run.rerun", run_id, detail or None)
     return _done(runtime, run_id)
 
 
@@ -363,16 +370,21 @@ def _not_finished(state: RunState, what: str) -> None:
         raise ApiError(409, "run.finished", f"run {state.run_id} has finished ({state.status}): it cannot be {what}")
 
 
-def _check_from_step(state: RunState, from_step: str) -> None:
-    again = sorted(str(k) for k, s in state.steps.items() if s.status in (StepStatus.FAILED, StepStatus.CANCELLED))
-    if from_step not in again and not any(StepKey.parse(k).node == from_step for k in again):
+def _from_node(runtime: Runtime, state: RunState, from_step: str) -> str:
+    """The node a re-run starts at: ``from_step`` is a node id or a step key (``loop[2].node``)."""
+    try:
+        node = StepKey.parse(from_step).node
+    except ValueError:
+        node = from_step
+    if node not in runtime.orchestrator.plan(state.version_id).nodes:
         raise ApiError(
             422,
             "run.from_step_invalid",
-            f"a re-run starts at the failed or cancelled steps ({', '.join(again) or 'none'}), not at {from_step!r}",
-            hint="leave from_step out; steps that succeeded keep their output unless a newer version changed them",
-            location=[{"field": "from_step", "message": "not a failed or cancelled step of the run"}],
+            f"run {state.run_id}'s flow has no step {from_step!r}",
+            hint="name a node of the flow (GET /api/v1/runs/{id} lists the run's steps)",
+            location=[{"field": "from_step", "message": "not a node of the run's flow version"}],
         )
+    return node
 
 
 def _step_key(state: RunState, key: str) -> StepKey:

@@ -86,13 +86,16 @@ class ResumeRequested:
 
 @dataclass(frozen=True, slots=True)
 class RerunRequested:
-    """Re-run a failed (or cancelled) run from its failed steps, keeping every output that still holds.
+    """Re-run a failed (or cancelled) run from its failed steps, keeping every output that still holds; with
+    ``from_node``, re-run any finished run (a succeeded one too) from that node: it and everything downstream of
+    it run again (a node inside a foreach re-runs its whole loop), everything else keeps its output.
 
     The machine is called with the plan of the version to re-run on (the same, or a newer one); a kept output
     is reused only if its node is unchanged in that version and everything it depends on was reused too.
     """
 
     at: datetime
+    from_node: str | None = None
 
 
 Event = (

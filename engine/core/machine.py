@@ -198,7 +198,7 @@ class _Tx:
         elif isinstance(event, ev.ResumeRequested):
             self.resume()
         elif isinstance(event, ev.RerunRequested):
-            self.rerun()
+            self.rerun(event.from_node)
 
     def on_result(self, key: StepKey, attempt: int, output: Any, error: StepError | None, cost: float) -> None:
         step = self.step(key)
@@ -576,14 +576,17 @@ class _Tx:
 
     # --- re-run ---------------------------------------------------------------------------------------------
 
-    def rerun(self) -> None:
-        if not self.status.finished or self.status is RunStatus.SUCCEEDED:
+    def rerun(self, from_node: str | None = None) -> None:
+        if not self.status.finished or (self.status is RunStatus.SUCCEEDED and from_node is None):
             raise InvalidEvent(f"run {self.base.run_id} is {self.status}: only failed or cancelled runs re-run")
+        again = self.downstream(from_node) if from_node is not None else frozenset()
         old = self.base
         self.attempt = old.attempt + 1
         kept: immutables.MapMutation[StepKey, StepState] = immutables.Map[StepKey, StepState]().mutate()
         for key, step in old.steps.items():
             node = self.plan.nodes.get(key.node)
+            if key.node in again or any(loop in again for loop, _ in key.frames):
+                continue
             if step.status is StepStatus.SUCCEEDED and node is not None and self.plan.scope_of[key.node] != ON_FAILURE:
                 kept[key] = replace(step, reused=False)
         self.steps = kept
@@ -593,6 +596,21 @@ class _Tx:
         self.phase, self.settled, self.error, self.outputs = "main", 0, None, None
         self.status, self.finished_at, self.paused, self.held = RunStatus.RUNNING, None, False, []
         self.start_scope(MAIN, ())
+
+    def downstream(self, node_id: str) -> frozenset[str]:
+        """``node_id`` (its outermost foreach, if it is inside one) and every node that depends on it, however
+        indirectly."""
+        if node_id not in self.plan.nodes or self.plan.scope_of[node_id] == ON_FAILURE:
+            raise InvalidEvent(f"a re-run cannot start at {node_id!r}: it is not a main node of this version")
+        while (loop := self.plan.loop_of_scope.get(self.plan.scope_of[node_id])) is not None:
+            node_id = loop
+        found, todo = {node_id}, [node_id]
+        while todo:
+            for dependent in self.plan.dependents.get(todo.pop(), ()):
+                if dependent not in found:
+                    found.add(dependent)
+                    todo.append(dependent)
+        return frozenset(found)
 
 
 def _expression_error(key: StepKey, field: str, error: ExpressionError) -> StepError:

@@ -337,8 +337,9 @@ class Orchestrator:
         self._after(tx)
         return key
 
-    def rerun(self, run_id: str, version: str | None = None) -> None:
-        """Re-run a failed or cancelled run from its failed steps, optionally on another version of its flow."""
+    def rerun(self, run_id: str, version: str | None = None, from_node: str | None = None) -> None:
+        """Re-run a failed or cancelled run from its failed steps, optionally on another version of its flow;
+        ``from_node``: re-run any finished run from that node (it and what depends on it run again)."""
         with self._transaction() as tx:
             run = self._lock_run(tx, run_id)
             if version is not None:
@@ -351,9 +352,13 @@ class Orchestrator:
                 self.check_runnable(plan.flow)
                 run.plan = plan
             try:
-                self._record(tx, run, ev.RerunRequested(self._now()), extra={"version": run.plan.version_id})
+                event = ev.RerunRequested(self._now(), from_node)
+                self._record(tx, run, event, extra={"version": run.plan.version_id})
             except InvalidEvent as e:
-                raise RunRefusedError(str(e), hint="wait for the run to finish, or cancel it first") from None
+                hint = "wait for the run to finish, or cancel it first"
+                if from_node is not None and run.state.status.finished:
+                    hint = "name a node of the flow's main nodes (not an on_failure node)"
+                raise RunRefusedError(str(e), hint=hint) from None
             tx.conn.execute(runs.update().where(runs.c.id == run_id).values(version_id=run.plan.version_id))
         self._after(tx)
 
