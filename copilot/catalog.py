@@ -131,7 +131,13 @@ class Catalog:
         return sorted(((score, name) for name, (score, _) in scored.items()), key=lambda s: (-s[0], self.order[s[1]]))
 
     def choose(
-        self, clause: str, first: float, more: float, context: frozenset[str] = frozenset(), outright: bool = False
+        self,
+        clause: str,
+        first: float,
+        more: float,
+        context: frozenset[str] = frozenset(),
+        outright: bool = False,
+        before: str | None = None,
     ) -> list[tuple[int, str]]:
         """Every action a clause asks for, with the position of the word that names it: the best entry, then
         again over the words it did not explain ("book a car and a room at the Plaza hotel" is two bookings),
@@ -139,14 +145,27 @@ class Catalog:
         that only one entry has. Between entries the clause names equally well, one in ``context`` (named by the
         rest of the request) wins: "make the reservation" after "dining at the Bistro" books the restaurant; with
         ``outright``, a tie that the context does not break names nothing ("I have a meeting": organised or
-        attended?)."""
+        attended?). With ``before`` (what the request says before the clause), a verb whose object is named elsewhere
+        ("organize it") names an entry only if that text says something else the entry is about: "There is a party
+        on Friday. Can you organize it?" organises the party, "I'm planning a special day. Can you organize it?"
+        names no party."""
         found = thesaurus.terms(clause, head=True)
         words = _WORD.findall(fold(clause))
         # a verb with no object of its own ("print it", "deliver to …"): the object is named elsewhere
-        pointing = {thesaurus.concept(w) for w, after in itertools.zip_longest(words, words[1:]) if after in _POINTERS}
+        pairs = list(itertools.zip_longest(words, words[1:]))
+        pointing = {thesaurus.concept(w) for w, after in pairs if after in _POINTERS}
+        # a pronoun for an object ("organize it") stands for something the request said before the clause
+        pronoun: dict[str, set[str]] = {}
+        if before is not None:
+            said = {
+                w for _, w, x in thesaurus.terms(before) if x > thesaurus.LIGHT_WEIGHT and not thesaurus.is_light(w)
+            }
+            pronoun = {thesaurus.concept(w): said for w, after in pairs if after in _PRONOUNS}
         chosen: list[tuple[int, str]] = []
         while found:
-            scored = {name: value for name, value in self._scores(found, pointing).items() if value[1] < NOWHERE}
+            scored = {
+                name: value for name, value in self._scores(found, pointing, pronoun).items() if value[1] < NOWHERE
+            }
             if not scored:
                 break
             ranked = sorted(
@@ -179,12 +198,17 @@ class Catalog:
         return same and (best[0] in context) == (next_[0] in context)
 
     def _scores(
-        self, found: list[tuple[int, str, float]], pointing: set[str] | None = None
+        self,
+        found: list[tuple[int, str, float]],
+        pointing: set[str] | None = None,
+        pronoun: dict[str, set[str]] | None = None,
     ) -> dict[str, tuple[float, int]]:
         """Entry -> (score, position of its first strong word) over a clause's concepts (each counted once, at its
         strongest). With ``pointing`` (the verbs whose object is a pronoun or nothing), an entry whose only strong
         word is the verb its name opens with, given another object ("organize my tasks" for organize_meeting_online,
-        not "organize it"), scores LONE_VERB of that: the verb alone does not say what is organised."""
+        not "organize it"), scores LONE_VERB of that: the verb alone does not say what is organised; so does one
+        whose object is a pronoun (``pronoun``: the verb -> the concepts the request gave before it) that can stand
+        for nothing else of the entry's."""
         query: dict[str, tuple[float, int]] = {}
         for position, word, weight in found:
             if word in self.index and weight > query.get(word, (0.0, 0))[0]:
@@ -201,7 +225,11 @@ class Catalog:
         if pointing is not None:
             for name, words in said.items():
                 verb = self.verb.get(name)
-                if verb is not None and words == {verb} and verb not in pointing:
+                if verb is None or words != {verb}:
+                    continue
+                before = (pronoun or {}).get(verb)  # what the pronoun can stand for
+                unsaid = before is not None and not any(w in before for w in self.terms[name] if w != verb)
+                if verb not in pointing or unsaid:
                     scores[name] = (scores[name][0] * LONE_VERB, scores[name][1])
         return scores
 
@@ -210,9 +238,10 @@ NAME_WEIGHT = 3.0
 TIE = 2  # scores that agree to this many decimals (in Catalog.unit) are a tie the context breaks
 LONE_VERB = 0.5
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_PRONOUNS = {"it", "this", "that", "them", "these", "those", "one", "everything", "isso", "isto", "eso", "esto", "lo"}
 # what follows a verb whose object is named elsewhere: nothing, a pronoun, or a preposition ("deliver to 123 Main St")
 _POINTERS = {
-    *(None, "it", "this", "that", "them", "these", "those", "one", "everything", "isso", "isto", "eso", "esto", "lo"),
+    *(None, *_PRONOUNS),
     *("to", "for", "from", "at", "on", "in", "with", "by", "about", "via", "para", "por", "com", "con", "em", "en"),
 }
 PARAMETER_WEIGHT = 1.5  # what an action needs says less about it than what it is called

@@ -187,6 +187,10 @@ PHRASES: dict[str, str] = {
     "pay off": "payoff",
     "sum up": "sum-up",
     "get rid of": "sell",
+    "in order": "in-order",  # "in order to", "my affairs in order": no one orders anything
+    "keep updated": "notify",  # "keep me updated", "keep myself posted": be told, not update a thing
+    "keep posted": "notify",
+    "keep informed": "notify",
     "google meet": "meet",
     "microsoft office": "excel",
     "ms office": "excel",
@@ -344,9 +348,12 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def root(word: str) -> str:
-    """``stem`` plus the two English spelling rules it misses: a doubled final consonant ("shopping" → "shop",
-    "planned" → "plan") and a silent final e ("reserve" and "reserving" → "reserv")."""
+    """``stem`` plus the English spelling rules it misses: a plural "-es" that is only "-s" ("notes" → "note"), a
+    doubled final consonant ("shopping" → "shop", "planned" → "plan") and a silent final e ("reserve" and
+    "reserving" → "reserv")."""
     base = stem(word)
+    if word.endswith("es") and base == word[:-2] and not base.endswith(("s", "x", "z", "ch", "sh")):
+        base = word[:-1]  # "notes" is a plural of "note", not of "not"; "boxes" and "dishes" lose their "es"
     if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouslz":
         base = base[:-1]
     if len(base) > 4 and base.endswith("e") and not base.endswith("ee"):
@@ -393,7 +400,8 @@ def _phrase_pattern(phrase: str) -> str:
         return re.escape(first)
     return (
         re.escape(first)
-        + r"(?:s|es|d|ed|ing|ting|ted|ping|ped)?(?:\s+(?:it|them|me|this|that|us|him|her|everything))?\s+"
+        + r"(?:s|es|d|ed|ing|ting|ted|ping|ped)?"
+        + r"(?:\s+(?:it|them|me|this|that|us|him|her|everything|myself|ourselves|yourself))?\s+"
         + re.escape(rest)
     )
 

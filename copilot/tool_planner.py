@@ -6,6 +6,11 @@ action, or a sentence that only sets the scene), the actions each asks for (copi
 words that move one action before or after another ("but before that", "once …", "first", "finally"), and the
 times of day it gives them ("at 8am", "tomorrow morning"). The tools come out in the order the request asks for
 them, each needing the one before.
+
+Some clauses ask for nothing of their own, whatever the catalog: a phrase set off by commas that only says where or
+how ("…, on eBay"), a purpose or a time frame ("to determine the best route", "during my stay"), what the user has
+already done ("I've just set up a shop"), and what an action is about ("a meeting to discuss the passport
+application"); a pronoun ("organize it") names an action only if what the request said before does.
 """
 
 from __future__ import annotations
@@ -58,13 +63,13 @@ _ASK = re.compile(
 # a wish or a need: asks for something, less directly
 _WISH = re.compile(
     r"\b(need|needs|want|wish|like to|love to|hoping|hope to|must|have to|plan to|planning to|intend|looking to|"
-    r"looking for|seeking|considering|thinking of|forget|should|preciso|precisamos|quero|queria|gostaria|"
-    r"would|could|necesito|necesitamos|quiero|quisiera|me gustaria|tengo que|tenho que)\b"
+    r"looking for|seeking|considering|thinking of|thinking about|forget|should|preciso|precisamos|quero|queria|"
+    r"gostaria|would|could|necesito|necesitamos|quiero|quisiera|me gustaria|tengo que|tenho que)\b"
 )
 # a sentence that says how things are, whatever word follows ("It's movie night", "There's a party on Friday")
 _STATES = re.compile(r"\s*(it's|it is|there's|there is|there are|here's|this is|that's|ha|hay|es)\b")
 _SCENE = re.compile(
-    r"\s*((i|we) ?('m|am|'ve|have|had|was|were|'re|are|just|recently|already|got)\b|"
+    r"\s*((i|we) ?('m|am|'ve|have|had|was|were|'re|are|just|recently|already|got|'ll be|will be)\b|"
     r"(eu |nos )?(tenho|temos|estou|estamos|sou|acabei|acabamos|ja)\b|"
     r"(yo |nosotros )?(tengo|tenemos|estoy|estamos|soy|acabo|acabamos|ya)\b)"
 )
@@ -79,6 +84,8 @@ class _Clause:
     tools: list[tuple[int, str]]
     refers: list[tuple[int, str]] = field(default_factory=list)  # named on weak evidence: counts if asked elsewhere
     weak: bool = False  # it does not ask for anything itself: it names an action only on strong evidence
+    done: bool = False  # it tells what has been done ("I've just set up a shop"): it names an action only as refers
+    before: str = ""  # what the request says before it: what "it" in "organize it" can stand for
 
 
 def _requested(text: str, catalog: Catalog) -> list[_Clause]:
@@ -94,12 +101,16 @@ def _requested(text: str, catalog: Catalog) -> list[_Clause]:
                 kind = CONDITION  # it refers to an action more than it asks for it
             elif standing == MENTIONED or _sets_the_scene(low):
                 kind = MENTIONED
+            done = _DONE.match(low) is not None and not _ASK.search(low) and not _WISH.search(low)
+            if done:
+                kind = MENTIONED
             weak = kind not in (ASKED, WISHED) or _PURPOSE.match(low) is not None
-            out.append(_Clause(piece, number, kind, float(len(out)), [], weak=weak))
-    for clause in out:
+            out.append(_Clause(piece, number, kind, float(len(out)), [], weak=weak, done=done))
+    for index, clause in enumerate(out):
+        clause.before = " ".join(other.text for other in out[:index])
         clause.tools, clause.refers = _named(clause, catalog, frozenset())
     # what the request mentions without asking for it ("I've been looking forward to dining at the Bistro")
-    mentioned = [(clause, name) for clause in out if clause.weak for _, name in clause.tools + clause.refers]
+    mentioned = [(c, name) for c in out if c.standing in (WISHED, MENTIONED) for _, name in c.tools + c.refers]
     for clause in out:
         context = frozenset(name for other, name in mentioned if other is not clause)
         if context and (clause.tools or clause.refers):
@@ -114,18 +125,69 @@ def _named(
     clause: _Clause, catalog: Catalog, context: frozenset[str]
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """The tools a clause names, and (a clause that does not ask) those it names on weak evidence."""
-    tools = catalog.choose(clause.text, TOOL_CONTEXT if clause.weak else TOOL_FIRST, TOOL_MORE, context, clause.weak)
+    if clause.done:
+        return [], _choose(clause, catalog, TOOL_FIRST, context)
+    tools = _choose(clause, catalog, TOOL_CONTEXT if clause.weak else TOOL_FIRST, context, clause.weak)
     if not clause.weak:
         return tools, []
-    return tools, [t for t in catalog.choose(clause.text, TOOL_FIRST, TOOL_MORE, context) if t not in tools]
+    return tools, [t for t in _choose(clause, catalog, TOOL_FIRST, context) if t not in tools]
+
+
+# what an action is about ("a meeting about tax returns", "a call to discuss the passport application"): a topic,
+# the value of a parameter, not another action
+_TOPIC = re.compile(
+    r"\s(?:about|regarding|concerning|on the (?:topic|subject) of|to (?:discuss|talk about|talk over|go over)|"
+    r"sobre|acerca de|a respeito de|para (?:discutir|falar sobre|hablar de|hablar sobre))\s",
+    re.IGNORECASE,
+)
+
+
+def _choose(
+    clause: _Clause, catalog: Catalog, first: float, context: frozenset[str], outright: bool = False
+) -> list[tuple[int, str]]:
+    """The actions a clause names (Catalog.choose), except those named only by what another is about: when the
+    words before "about" ("to discuss", "regarding") name an action, what follows is its topic."""
+    topic = _TOPIC.search(clause.text)
+    if topic is not None:
+        named = catalog.choose(clause.text[: topic.start()], first, TOOL_MORE, context, outright, clause.before)
+        if named:
+            return named
+    return catalog.choose(clause.text, first, TOOL_MORE, context, outright, clause.before)
 
 
 def _sentences(text: str) -> list[str]:
-    """A text's sentences."""
-    return [s for s in re.split(r"(?<=[.!?;])\s+", text.strip()) if s.strip()]
+    """A text's sentences; the dot of a title or an abbreviation ("Dr. Smith", "Best Insurance Co. policy") ends
+    none (it is kept, hidden, until the sentence is cut into clauses)."""
+    hidden = _ABBREVIATION.sub(lambda m: m.group(0)[:-1] + _DOT, text.strip())
+    return [s for s in re.split(r"(?<=[.!?;])\s+", hidden) if s.strip()]
 
 
-_PURPOSE = re.compile(r"^\s*(?:so that|so we can|so i can|para que|de modo que)\b")
+_DOT = "\u2024"  # ONE DOT LEADER: a dot that ends no sentence and cuts no clause
+_ABBREVIATION = re.compile(
+    r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Jr|St|Ave|Inc|Co|Corp|Ltd|Mt|No|vs|etc|approx|Sra|Srta|Dra)\.(?=\s+[a-z0-9])"
+    r"|\b(?:Dr|Mr|Mrs|Ms|Prof|Sra|Dra)\.(?=\s+[A-Z])"
+)
+
+
+# a clause that tells what has been done, in the perfect or the past ("I've just set up a shop", "I recently
+# bought a desktop", "acabei de comprar"), not what is still to do: it names actions only as refers
+_DONE = re.compile(
+    r"\s*(?:(?:and|but|so|also)\s+)?"
+    r"(?:(?:i|we)\s*(?:'ve|have|had)\s+(?:just\s+|recently\s+|already\s+|finally\s+|also\s+)?"
+    r"|(?:i|we)\s+(?:just|recently|already|finally)\s+)"
+    r"(?!been\s+(?:looking|meaning|planning|thinking|hoping|wanting|wishing|dreaming|craving|considering|"
+    r"contemplating|waiting)\b|"
+    r"(?:decided|selected|picked|opted|planned|wanted|needed|hoped|wished|intended|considered)\b)"
+    r"(?:been\s+\w+ing|\w+ed|got|found|heard|had|made|bought|sold|written|done|seen|set|paid|sent|read|taken|"
+    r"built|begun|won|lost|given|put|left)\b(?!\s+to\b)"
+    r"|\s*(?:eu |nos |yo |nosotros )?(?:acabei de|acabamos de|acabo de|ya he|ya hemos)\s"
+)
+# a clause that gives the purpose of another ("so that …", ", to determine the best shipping method") or the time
+# it happens in ("during my stay", "while on the way home"): it asks for nothing of its own
+_PURPOSE = re.compile(
+    r"^\s*(?:(?:and|but|or)\s+)?(?:so that|so we can|so i can|(?:in order )?to|para que|de modo que|"
+    r"during|while|durante|enquanto|mientras)\b"
+)
 
 
 def _standing(sentence: str, catalog: Catalog) -> int:
@@ -148,6 +210,7 @@ def _standing(sentence: str, catalog: Catalog) -> int:
 def _sets_the_scene(plain: str) -> bool:
     """A clause that tells how things are ("I have a team meeting at 10", "I've just downloaded an app") rather than
     asking for something."""
+    plain = re.sub(_LEAD, "", plain)  # "but I'm a bit concerned about …"
     return _SCENE.match(plain) is not None and not _ASK.search(plain) and not _WISH.search(plain)
 
 
@@ -205,10 +268,28 @@ def _sequence(clauses: list[_Clause]) -> None:
 
 def _pieces(sentence: str) -> list[str]:
     """A sentence cut at the connectives between actions (a URL's dots kept), and before the words that put one
-    action before or after another ("book the taxi once the payment is done")."""
-    return [part.strip() for piece in cut(sentence) for part in _SUBORDINATE.split(piece) if part.strip()]
+    action before or after another ("book the taxi once the payment is done"). A piece set off by commas that opens
+    with a preposition ("sell my painting, 'example.jpg', on eBay") or is only a value (a name in quotes, a year)
+    completes the clause before it: it says where, how or what, and asks for nothing of its own."""
+    out: list[str] = []
+    for piece in cut(sentence):
+        for part in _SUBORDINATE.split(piece.replace(_DOT, ".")):
+            part = part.strip()
+            if not part:
+                continue
+            if out and _ADJUNCT.match(fold(part)):
+                out[-1] = f"{out[-1]}, {part}"
+            else:
+                out.append(part)
+    return out
 
 
+# a piece that only completes the clause before it: a prepositional phrase, or a value with no words around it
+_ADJUNCT = re.compile(
+    r"\s*(?:(?:on|via|from|at|in|with|by|through|using|em|no|na|nos|nas|com|por|en|con|desde)\s(?!(?:the )?"
+    r"(?:meantime|meanwhile|midst|mean time|same time|other hand|end|addition|case|order|fact|particular|"
+    r"general|short|turn|total)\b)|['\"‘“][^'\"’”]*['\"’”]\s*$|[\d\s./:-]+$)"
+)
 _SUBORDINATE = re.compile(
     r"\s+(?=(?:once|as soon as|assim que|una vez que|before|after)\s+(?!that\b|this\b|all\b))"
     r"|\s+(?=(?:so that|so we can|so i can|para que|de modo que)\b)"
