@@ -295,7 +295,9 @@ def test_the_graph_is_labelled_and_every_node_focusable() -> None:
     assert root.find(f"{SVG}desc") is not None
     for g in node_elements(root):
         assert g.get("tabindex") == "0" and g.get("role") == "button"
-        assert (g.get("aria-label") or "").startswith(f"{g.get('data-node')}, ")
+        label = g.get("aria-label") or ""
+        shown = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))  # what the box shows, in the name first
+        assert label.startswith(f"{shown}, {g.get('data-node')}: "), (label, shown)
         assert g.find(f"{SVG}title") is not None
     approvals = [g for g in node_elements(root) if "node-approval" in g.get("class", "")]
     assert approvals and all(g.find(f"{SVG}polygon") is not None for g in approvals)  # a shape of its own

@@ -245,9 +245,10 @@ def _tooltip(box: NodeBox) -> str:
     return "\n".join(lines)
 
 
-def _label(box: NodeBox, status: str) -> str:
+def _label(box: NodeBox, status: str, shown: str) -> str:
+    """The node's accessible name: what the box shows first (so a voice user can say it), then what it is."""
     what = {"step": "step", "approval": "approval step", "foreach": "loop"}[box.kind]
-    label = f"{box.id}, {what} {box.type}, {status}"
+    label = f"{shown}, {box.id}: {what} {box.type}, {status}"
     if box.condition is not None:
         label += ", conditional"
     return label + (", on failure" if box.lane == "on_failure" else "")
@@ -259,9 +260,12 @@ def _node(box: NodeBox, status: str) -> Iterator[str]:
         classes.append("node-on-failure")
     if box.condition is not None:
         classes.append("node-conditional")
+    room = box.width - _TEXT_LEFT - _TEXT_RIGHT
+    second = f"foreach \u00b7 {box.concurrency} at a time" if box.kind == "foreach" else box.type
+    first_line, second_line = _truncate(box.id, room, _ID_CHAR), _truncate(second, room, _TYPE_CHAR)
     yield (
         f'<g id="node-{_a(box.id)}" data-node="{_a(box.id)}" class="{" ".join(classes)}" tabindex="0" '
-        f'role="button" aria-label="{_a(_label(box, status))}">'
+        f'role="button" aria-label="{_a(_label(box, status, f"{first_line} {second_line}"))}">'
     )
     yield f"<title>{escape(_tooltip(box))}</title>"
     x, y, w, h = box.x, box.y, box.width, box.height
@@ -278,16 +282,9 @@ def _node(box: NodeBox, status: str) -> Iterator[str]:
             f'<path class="group-header" d="M{_n(x)} {_n(bottom)}V{_n(y + r)}Q{_n(x)} {_n(y)} {_n(x + r)} {_n(y)}'
             f'H{_n(x + w - r)}Q{_n(x + w)} {_n(y)} {_n(x + w)} {_n(y + r)}V{_n(bottom)}Z"/>'
         )
-    room = w - _TEXT_LEFT - _TEXT_RIGHT
-    second = f"foreach \u00b7 {box.concurrency} at a time" if box.kind == "foreach" else box.type
-    yield (
-        f'<text class="node-id" x="{_n(x + _TEXT_LEFT)}" y="{_n(y + 21)}">'
-        f"{escape(_truncate(box.id, room, _ID_CHAR))}</text>"
-    )
-    yield (
-        f'<text class="node-type" x="{_n(x + _TEXT_LEFT)}" y="{_n(y + 38)}">'
-        f"{escape(_truncate(second, room, _TYPE_CHAR))}</text>"
-    )
+    yield f'<text class="node-id" x="{_n(x + _TEXT_LEFT)}" y="{_n(y + 21)}">{escape(first_line)}</text>'
+    yield f'<text class="node-type" x="{_n(x + _TEXT_LEFT)}" y="{_n(y + 38)}">{escape(second_line)}</text>'
+
     if box.condition is not None:
         cx, cy, r = x + w - 14, y + 15, 8.0
         diamond = f"{_n(cx)},{_n(cy - r)} {_n(cx + r)},{_n(cy)} {_n(cx)},{_n(cy + r)} {_n(cx - r)},{_n(cy)}"
