@@ -20,10 +20,12 @@ from api.body_limit import BodyLimit
 from api.limits import RateLimit
 from api.settings import Settings
 from api.ui_accounts import UiAccounts
+from api.ui_heal import UiHealer
 from api.ui_jules import UiJules
 from api.ui_settings import UiSettings
 from api.ui_visitor import find_visitor, record_change
 from api.v1 import errors
+from api.v1.copilot_tools import copilot_wait
 from engine.errors import IonfluxError
 from engine.runtime import webhooks
 from engine.runtime.runtime import Runtime
@@ -51,6 +53,8 @@ def create_app(
     app.state.accounts = Accounts(runtime.db)
     app.state.ui_accounts = UiAccounts(app.state.accounts)  # the UI's sign-in and first run (ui.accounts)
     app.state.ui_jules = UiJules(runtime, settings)  # the Builder's Jules (ui.jules)
+    app.state.ui_copilot_wait = copilot_wait  # the Builder's turns share the API's per-owner co-pilot rate limit
+    app.state.ui_healer = UiHealer(runtime, settings)  # a failed run's "Ask Jules to fix" (ui.healer)
     app.state.ui_settings = UiSettings(app.state.accounts, settings)  # the Settings screen's tokens (ui.settings)
     errors.install(app)
     app.include_router(v1.router())

@@ -113,13 +113,17 @@ def diagnose(
     if code == "http.status" and failed.http_status in (401, 403):
         return _credentials(failed, where)
     if "secrets not set" in message or (code == "expr.undefined" and "secrets" in message):
-        names = _SECRET.findall(message) or re.findall(r"secrets not set: ([^;)]+)", message)
+        listed = re.search(r"secrets not set: ([^;)]+)", message)
+        names = [n.strip() for n in listed.group(1).split(",")] if listed else _SECRET.findall(message)
+        names = list(dict.fromkeys(names))  # a template quoted twice in the message names its secret twice
         missing = ", ".join(names) or "the flow's secrets"
+        plural = "s" if len(names) > 1 else ""
+        commands = " && ".join(f"ionflux secrets set {n}" for n in names) or "ionflux secrets set NAME"
         return Diagnosis(
             "secret_missing",
-            f"the secret {missing} is not set",
+            f"the secret{plural} {missing} {'are' if plural else 'is'} not set",
             message,
-            Fix(f"set the secret {missing}, then resume", action=f"ionflux secrets set {missing.split(',')[0]}"),
+            Fix(f"set the secret{plural} {missing}, then resume", action=commands),
             location=where,
         )
     if code == "http.status" and failed.http_status == 404:

@@ -132,6 +132,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/runs/{run_id}/approve"): Row("write", True, lambda w: {}),
     ("POST", "/api/v1/runs/{run_id}/reject"): Row("write", True, lambda w: {}),
     ("POST", "/api/v1/runs/{run_id}/rerun"): Row("write", True, lambda w: {}),
+    ("POST", "/api/v1/runs/{run_id}/heal"): Row("write", True, lambda w: {}),
+    ("POST", "/api/v1/runs/{run_id}/heal/apply"): Row("write", True, lambda w: {}),
     ("GET", "/api/v1/runs/{run_id}/events"): Row("read", True),
     ("GET", "/api/v1/events"): Row("read", False, query="follow=false"),
     ("POST", "/api/v1/copilot/plan"): Row("write", False, lambda w: {"text": "every day at 9 post hi to #general"}),

@@ -74,6 +74,15 @@ def test_a_refused_credential_names_the_secret_and_asks_a_person() -> None:
     assert d.fix.action == "ionflux secrets set crm" and "crm" in d.detail
 
 
+def test_missing_secrets_are_each_named_once_with_their_commands() -> None:
+    message = (
+        "a: with.h: '{{ secrets.crm }}': 'crm' is undefined in '{{ secrets.crm }}' (secrets not set: crm, erp; set…)"
+    )
+    d = diagnose(failed("expr.undefined", message, {"id": "a", "type": "http.request"}))
+    assert d.cause == "secret_missing" and d.summary == "the secrets crm, erp are not set"
+    assert d.fix is not None and d.fix.action == "ionflux secrets set crm && ionflux secrets set erp"
+
+
 def test_transient_failures_get_a_retry_and_timeouts_a_longer_timeout() -> None:
     node = {"id": "get", "type": "http.request", "retry": {"max_attempts": 2, "backoff": "constant"}}
     d = diagnose(failed("http.status", "get: GET http://x answered 503: busy", node, http_status=503, attempts=2))

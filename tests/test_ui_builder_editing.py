@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -193,3 +194,16 @@ def test_edits_need_the_csrf_token_and_the_owner(u: Ui) -> None:
     rui = u.sign_in("rui@example.com")
     assert u.client.get(f"/ui/builder/{session}/nodes/manager").status_code == 404
     assert u.client.post(f"/ui/builder/{session}/draft", data={"yaml": text, "csrf": rui}).status_code == 404
+
+
+def test_messages_to_jules_share_the_owners_co_pilot_rate_limit(demo: tuple[TestClient, Runtime]) -> None:
+    client, _ = demo
+    app = client.app
+    assert isinstance(app, FastAPI)
+    app.state.settings = Settings(open_local=True, bind="127.0.0.1:8080", copilot_rate_per_minute=1)
+    session = demo_session(client)
+    first = client.post(f"/ui/builder/{session}/messages", data={"text": "add error handling"}, headers=HTMX)
+    assert first.status_code == 200
+    second = client.post(f"/ui/builder/{session}/messages", data={"text": "make it cheaper"}, headers=HTMX)
+    assert second.status_code == 429 and "too many messages to Jules" in second.text
+    assert int(second.headers["Retry-After"]) >= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.v1 import account, catalog, copilot, events, flows, runs, secrets
+from api.v1 import account, catalog, copilot, events, flows, heal, runs, secrets
 from api.v1.errors import Problem
 
 # what any route may answer besides its success: the one error model (api.v1.errors)
@@ -25,6 +25,6 @@ REFUSALS: dict[int | str, dict[str, object]] = {
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=REFUSALS)
-    for module in (account, flows, runs, events, copilot, secrets, catalog):
+    for module in (account, flows, runs, heal, events, copilot, secrets, catalog):
         api.include_router(module.router)
     return api

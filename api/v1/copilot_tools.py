@@ -110,6 +110,12 @@ def _take(request: Request, principal: Principal, config: Settings) -> Principal
     return principal
 
 
+def copilot_wait(request: Request, owner_id: str) -> float:
+    """For the UI's Jules (``app.state.ui_copilot_wait``): 0.0 when the owner may make a co-pilot call now (it is
+    counted against the same per-owner budget as the API's), else the seconds to wait."""
+    return _limit(request, settings(request)).take(owner_id)
+
+
 def _limited_reader(request: Request, principal: Reader, config: SettingsDep) -> Principal:
     return _take(request, principal, config)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -171,6 +172,13 @@ async def say(
         return _refused(404, f"you have no Builder session {session_id!r}")
     if not text.strip():
         return _refused(422, "say what to automate, or what to change in the draft")
+    waiter = getattr(request.app.state, "ui_copilot_wait", None)  # the composition root's per-owner limit
+    wait = waiter(request, who.owner_id) if waiter is not None else 0.0
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        answer = _refused(429, f"too many messages to Jules this minute: try again in {seconds} s")
+        answer.headers["Retry-After"] = str(seconds)
+        return answer
     turn = secrets.token_hex(4)
     if "text/event-stream" in request.headers.get("accept", ""):
         stream = _stream(request, jules, who, session_id, text, turn)

@@ -9,6 +9,9 @@ steps, its actions), kept live by Server-Sent Events that carry HTML.
   It ends with a ``done`` event once the run has finished.
 - ``POST /ui/runs/{id}/{cancel|pause|resume|approve|reject|rerun}`` act on the run and answer an HTML message;
   a refusal is a readable sentence with its code (409), never a stack trace.
+- ``POST /ui/runs/{id}/heal`` ("Ask Jules to fix", on a failed run) answers Jules's diagnosis, the fix as a diff and
+  its proof by replay (``ui.healer``); ``POST /ui/runs/{id}/heal/apply`` resumes the run with that fix (or as it
+  is). A re-run or a resume from the page follows the run again from the event its first stream ended on.
 
 Another owner's run is not found (404 page). Read-scope visitors see no action buttons (and are refused, 403).
 """
@@ -19,6 +22,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -33,12 +37,14 @@ from engine.runtime.commit_waker import waker
 from engine.runtime.run_feed import SETTLE_SECONDS, CursorInvalidError, FeedEvent, OwnerCursor, OwnerFeed, RunFeed
 from engine.runtime.runtime import Runtime
 from ui import graph
+from ui.healer import Changed, NotFound, RunHealer, healer
 from ui.rendering import page, templates
 from ui.visitor import Visitor, audit, check_csrf, visitor
 
 router = APIRouter(prefix="/ui/runs", include_in_schema=False)
 
 Who = Annotated[Visitor, Depends(visitor)]
+Healer = Annotated[RunHealer, Depends(healer)]
 RUN_STATUSES = ("pending", "running", "awaiting_approval", "paused", "succeeded", "failed", "cancelled")
 LIST_LIMIT = 50
 POLL_SECONDS = 0.5  # the longest a commit by another process goes unnoticed
@@ -166,14 +172,17 @@ def run_page(request: Request, run_id: str, who: Who) -> HTMLResponse:
 
 
 @router.get("/{run_id}/live", response_model=None)
-async def run_live(request: Request, run_id: str, who: Who) -> EventSourceResponse | HTMLResponse:
-    """One message per recorded event, id = its seq; resumes after ``Last-Event-ID``; ``done`` once finished."""
+async def run_live(
+    request: Request, run_id: str, who: Who, after: Annotated[int, Query(ge=0)] = 0
+) -> EventSourceResponse | HTMLResponse:
+    """One message per recorded event, id = its seq; resumes after ``Last-Event-ID`` (else ``after``: a page that
+    follows a resumed run from the event its first stream ended on); ``done`` once finished."""
     runtime = _runtime(request)
     head = await run_in_threadpool(owned_runs.head, runtime.db, run_id)
     if head is None or head.owner_id != who.owner_id:
         return HTMLResponse(_message("run.not_found", f"you have no run {run_id!r}"), status_code=404)
     last = request.headers.get("last-event-id", "")
-    after = int(last) if last.isdigit() else 0
+    after = int(last) if last.isdigit() else after
     feed = RunFeed(runtime.orchestrator, run_id, head.flow_id)
     stream = _run_stream(request, runtime, who, feed, after)
     return EventSourceResponse(stream, ping=PING_SECONDS, headers=SSE_HEADERS)
@@ -284,6 +293,74 @@ def step_payload(request: Request, run_id: str, key: str, which: str, who: Who) 
     return templates.TemplateResponse(request, "run_payload.html", context)
 
 
+# --- Ask Jules to fix ---------------------------------------------------------------------------------------------
+# declared before the actions: ``/{run_id}/{action}`` would take ``/heal`` for an unknown action
+
+
+@router.post("/{run_id}/heal", response_class=HTMLResponse)
+def heal(request: Request, run_id: str, who: Who, jules: Healer) -> HTMLResponse:
+    """Jules's diagnosis of the failed step, the fix as a diff and its proof by replay (seconds at most: this sync
+    route runs in the threadpool); nothing is stored."""
+    refused = _may_heal(request, who, run_id)
+    if refused is not None:
+        return refused
+    try:
+        found = jules.heal(run_id, owner=who.owner_id)
+    except NotFound as e:
+        return _refused(404, "run.not_found", str(e))
+    except IonfluxError as e:
+        return _refused(409, e.code, e.message, e.hint)
+    return HTMLResponse(templates.get_template("run_heal.html").render(h=found))
+
+
+@router.post("/{run_id}/heal/apply", response_class=HTMLResponse)
+def heal_apply(
+    request: Request,
+    run_id: str,
+    who: Who,
+    jules: Healer,
+    fingerprint: Annotated[str, Form(max_length=64)] = "",
+    as_is: Annotated[bool, Form()] = False,
+) -> HTMLResponse:
+    """Resume the run from its failed step with the fix shown (proved again first), or as it is; then follow it."""
+    refused = _may_heal(request, who, run_id)
+    if refused is not None:
+        return refused
+    runtime = _runtime(request)
+    head = owned_runs.head(runtime.db, run_id)
+    before = head.seq if head is not None else 0
+    try:
+        done = jules.apply(run_id, owner=who.owner_id, fingerprint=fingerprint, as_is=as_is)
+    except NotFound as e:
+        return _refused(404, "run.not_found", str(e))
+    except Changed as e:
+        return HTMLResponse(templates.get_template("run_heal.html").render(h=e.healing, changed=True), status_code=409)
+    except IonfluxError as e:
+        return _refused(409, e.code, e.message, e.hint)
+    detail: dict[str, object] = {"step": done.resumed_from, "version": done.version, "as_is": as_is}
+    if done.cause:
+        detail |= {"cause": done.cause, "by": done.by}
+    audit(request, who, "heal.apply", run_id, detail)
+    where = f"on the fixed version <code>{escape(done.version)}</code>" if done.version else "as it is"
+    html = f'<p class="notice" role="status">Resumed from <code>{escape(done.resumed_from)}</code> {where}.</p>'
+    return HTMLResponse(html + _resumed(runtime, who, run_id, before))
+
+
+def _may_heal(request: Request, who: Visitor, run_id: str) -> HTMLResponse | None:
+    check_csrf(request, who)
+    if not _owned(_runtime(request), who, run_id):
+        return _refused(404, "run.not_found", f"you have no run {run_id!r}")
+    if not who.may("write"):
+        return _refused(403, "auth.scope", "your access is read-only: you cannot heal runs")
+    return None
+
+
+def _resumed(runtime: Runtime, who: Visitor, run_id: str, after: int) -> str:
+    """The run's state (out of band) and a stream that follows it from ``after``, the event its page last saw."""
+    html = templates.get_template("run_state.html").render(oob=True, **_run_context(runtime, who, run_id))
+    return html + templates.get_template("run_follow.html").render(run_id=run_id, after=after)
+
+
 # --- actions ----------------------------------------------------------------------------------------------------
 
 
@@ -305,6 +382,8 @@ def act(
     if not who.may("write"):
         return _refused(403, "auth.scope", "your access is read-only: you cannot act on runs")
     orchestrator = runtime.orchestrator
+    head = owned_runs.head(runtime.db, run_id)
+    before = head.seq if head is not None else 0
     try:
         run_actions.check(orchestrator.state(run_id), action)
         if action == "cancel":
@@ -329,6 +408,8 @@ def act(
         "rerun": "Re-running from the failed steps.",
     }[action]
     html = f'<p class="notice" role="status">{done}</p>'
+    if action == "rerun":  # the page's stream ended with the run: follow it again
+        return HTMLResponse(html + _resumed(runtime, who, run_id, before))
     html += templates.get_template("run_state.html").render(oob=True, **_run_context(runtime, who, run_id))
     return HTMLResponse(html)
 
