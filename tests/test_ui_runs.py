@@ -137,6 +137,30 @@ def test_approving_from_the_page_lets_the_run_finish(rt: Runtime, client: TestCl
     assert "Traceback" not in again.text
 
 
+def test_a_finished_run_re_runs_from_a_chosen_step(rt: Runtime, client: TestClient) -> None:
+    # Given a run that succeeded after its approval
+    gated = start(rt, GATED)
+    wait_for(rt, gated, "awaiting_approval")
+    assert 'class="rerun-from"' not in client.get(f"/ui/runs/{gated}").text  # not while it runs
+    rt.orchestrator.approve(gated, True, by="test")
+    wait_for(rt, gated, "succeeded")
+
+    # Then each step offers a re-run from it
+    html = client.get(f"/ui/runs/{gated}").text
+    assert html.count('class="rerun-from"') == 3 and 'value="pay"' in html
+
+    # When it is re-run from its last step, then only that step runs again; the approval is kept
+    answer = client.post(f"/ui/runs/{gated}/rerun", data={"step": "pay"}, headers=HX)
+    assert answer.status_code == 200 and "Re-running from pay." in answer.text
+    wait_for(rt, gated, "succeeded")
+    state = rt.orchestrator.state(gated)
+    assert state.attempt == 2 and [str(k) for k, s in state.steps.items() if not s.reused] == ["pay"]
+
+    # A step the flow does not have is refused with its reason
+    refused = client.post(f"/ui/runs/{gated}/rerun", data={"step": "nope"}, headers=HX)
+    assert refused.status_code == 409 and "cannot start at &#39;nope&#39;" in refused.text
+
+
 def test_refusals_and_a_failing_steps_error(rt: Runtime, client: TestClient) -> None:
     # Given a failed run
     broken = start(rt, FRAGILE)

@@ -385,7 +385,16 @@ def act(
     head = owned_runs.head(runtime.db, run_id)
     before = head.seq if head is not None else 0
     try:
-        run_actions.check(orchestrator.state(run_id), action)
+        state = orchestrator.state(run_id)
+        if action == "rerun" and step:  # from a chosen step: any finished run, a succeeded one too
+            if not state.status.finished:
+                raise run_actions.ActionRefusedError(
+                    f"run {run_id} is {state.status}: it re-runs once it has finished",
+                    hint="wait for it, or cancel it first",
+                    code="run.not_rerunnable",
+                )
+        else:
+            run_actions.check(state, action)
         if action == "cancel":
             orchestrator.cancel(run_id, by=who.name)
         elif action == "pause":
@@ -395,7 +404,7 @@ def act(
         elif action in ("approve", "reject"):
             orchestrator.approve(run_id, action == "approve", by=who.name, comment=comment or None, node=step)
         else:
-            orchestrator.rerun(run_id)
+            orchestrator.rerun(run_id, from_node=_node_of(step) if step else None)
     except IonfluxError as e:
         return _refused(409, e.code, e.message, e.hint)
     audit(request, who, f"run.{action}", run_id, {"step": step} if step else None)
@@ -405,13 +414,21 @@ def act(
         "resume": "Resumed.",
         "approve": "Approved.",
         "reject": "Rejected.",
-        "rerun": "Re-running from the failed steps.",
+        "rerun": f"Re-running from {step}." if step else "Re-running from the failed steps.",
     }[action]
     html = f'<p class="notice" role="status">{done}</p>'
     if action == "rerun":  # the page's stream ended with the run: follow it again
         return HTMLResponse(html + _resumed(runtime, who, run_id, before))
     html += templates.get_template("run_state.html").render(oob=True, **_run_context(runtime, who, run_id))
     return HTMLResponse(html)
+
+
+def _node_of(step: str) -> str:
+    """A re-run starts at a node: the step's (``loop[2].node`` -> ``node``)."""
+    try:
+        return StepKey.parse(step).node
+    except ValueError:
+        return step
 
 
 def _refused(status: int, code: str, message: str, hint: str = "") -> HTMLResponse:
