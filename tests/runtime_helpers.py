@@ -122,3 +122,16 @@ def one_step_flow(flow_id: str, description: str = "A flow.") -> str:
           - {{id: a, type: data.set, with: {{v: 1}}}}
         """
     )
+
+
+# a flow that fails on a misspelt input (the run's input has `email`): what the heal tests diagnose and fix
+TYPO = flow(
+    """
+    fluxgraph: 1
+    id: welcome-text
+    nodes:
+      - id: text
+        type: text.template
+        with: {template: "Welcome {{ inputs.name }} <{{ inputs.emial }}>"}
+    """
+)

@@ -13,18 +13,8 @@ from fastapi import FastAPI
 
 from api.settings import Settings
 from tests.api_helpers import BACKENDS, Api, api
-from tests.runtime_helpers import flow
+from tests.runtime_helpers import TYPO, flow
 
-TYPO = flow(
-    """
-    fluxgraph: 1
-    id: welcome-text
-    nodes:
-      - id: text
-        type: text.template
-        with: {template: "Welcome {{ inputs.name }} <{{ inputs.emial }}>"}
-    """
-)
 SECRET = flow(
     """
     fluxgraph: 1

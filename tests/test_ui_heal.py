@@ -18,21 +18,11 @@ from api.app import create_app
 from api.settings import Settings
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
-from tests.runtime_helpers import flow, running
+from tests.runtime_helpers import TYPO, flow, running
 from tests.ui_helpers import ui
 from ui.visitor import Visitor
 
 HX = {"HX-Request": "true"}
-TYPO = flow(
-    """
-    fluxgraph: 1
-    id: welcome-text
-    nodes:
-      - id: text
-        type: text.template
-        with: {template: "Welcome {{ inputs.name }} <{{ inputs.emial }}>"}
-    """
-)
 SECRET = flow(
     """
     fluxgraph: 1
