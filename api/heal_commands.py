@@ -35,7 +35,9 @@ def cmd_heal(args: argparse.Namespace) -> int:
         else:
             show(healing, console)
         if args.apply or args.as_is:
-            version = apply(runtime.orchestrator, healing, as_is=args.as_is, force=args.force)
+            version = apply(
+                runtime.orchestrator, healing, as_is=args.as_is, force=args.force, triggers=runtime.triggers
+            )
             where = f"on the fixed version {version}" if version else "as it is"
             console.print(Text(f"\nresuming run {run_id} from {healing.failed.key} {where}", style="bold"))
 

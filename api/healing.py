@@ -24,6 +24,7 @@ from engine.errors import IonfluxError
 from engine.runtime import run_actions
 from engine.runtime.failures import failed_step
 from engine.runtime.orchestrator import Orchestrator
+from engine.runtime.triggers import Triggers
 
 
 class HealChangedError(IonfluxError):
@@ -69,9 +70,11 @@ def apply_reviewed(
     force: bool = False,
     reviewed: str | None = None,
     allow_effects: bool = False,
+    triggers: Triggers | None = None,
 ) -> Applied:
     """Resume run ``run_id`` from its failed step: on a new version with the fix found and proved now (refused when
-    it is not ``reviewed``, or not verified without ``force``), or ``as_is`` on the same version."""
+    it is not ``reviewed``, or not verified without ``force``), or ``as_is`` on the same version. ``triggers``: the
+    fixed version becomes the active one if the failed one was (copilot.healing.apply)."""
     if as_is:
         failed = failed_step(orchestrator, run_id)
         run_actions.check(orchestrator.state(run_id), "rerun")
@@ -82,5 +85,5 @@ def apply_reviewed(
         raise HealChangedError(healing)
     # checked before the fix is stored: a run still going on must not get a new version it cannot resume on
     run_actions.check(orchestrator.state(run_id), "rerun")
-    version = apply(orchestrator, healing, force=force)
+    version = apply(orchestrator, healing, force=force, triggers=triggers)
     return Applied(run_id, version, healing.failed.key, healing)

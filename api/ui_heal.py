@@ -36,7 +36,12 @@ class UiHealer:
         self._owned(run_id, owner)
         try:
             done = apply_reviewed(
-                self.runtime.orchestrator, self._settings(), run_id, as_is=as_is, reviewed=fingerprint or None
+                self.runtime.orchestrator,
+                self._settings(),
+                run_id,
+                as_is=as_is,
+                reviewed=fingerprint or None,
+                triggers=self.runtime.triggers,
             )
         except HealChangedError as e:
             raise view.Changed(_view(e.healing)) from None

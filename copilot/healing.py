@@ -29,8 +29,10 @@ from engine.dsl.forecast import flow_forecast
 from engine.dsl.issue import FlowValidationError
 from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError
+from engine.runtime import flow_queries
 from engine.runtime.failures import FailedStep, Replay, failed_step, replay
 from engine.runtime.orchestrator import Orchestrator
+from engine.runtime.triggers import Triggers
 
 log = logging.getLogger("ionflux.heal")
 
@@ -125,9 +127,18 @@ def heal(
     return Healing(failed, diagnosis, proposal.after, proposal.text_diff(), "", proof, forecast, after)
 
 
-def apply(orchestrator: Orchestrator, healing: Healing, *, as_is: bool = False, force: bool = False) -> str | None:
+def apply(
+    orchestrator: Orchestrator,
+    healing: Healing,
+    *,
+    as_is: bool = False,
+    force: bool = False,
+    triggers: Triggers | None = None,
+) -> str | None:
     """Resume the run from its failed step: on a new version with the fix (-> its id), or ``as_is`` on the same
-    version (after a person's action, or a transient failure; -> None). Upstream outputs are kept."""
+    version (after a person's action, or a transient failure; -> None). Upstream outputs are kept. With
+    ``triggers``, a flow whose active version is the failed one gets the fixed version activated, so its next
+    scheduled, webhook or event run has the fix too (a webhook keeps its URL)."""
     if as_is:
         orchestrator.rerun(healing.failed.run_id)
         return None
@@ -139,8 +150,14 @@ def apply(orchestrator: Orchestrator, healing: Healing, *, as_is: bool = False, 
     if not healing.verified and not force:
         why = healing.verification.describe() if healing.verification else "it was not replayed"
         raise HealError(f"the fix is not verified: {why}", hint="apply it anyway with force, or edit the flow")
-    _, version = orchestrator.save_flow(healing.after, f"heal of run {healing.failed.run_id}", healing.failed.owner_id)
-    orchestrator.rerun(healing.failed.run_id, version)
+    failed = healing.failed
+    _, version = orchestrator.save_flow(healing.after, f"heal of run {failed.run_id}", failed.owner_id)
+    orchestrator.rerun(failed.run_id, version)
+    if triggers is not None:
+        record = flow_queries.get(orchestrator.db, failed.owner_id, failed.flow_id)
+        if record is not None and record.active_version == failed.version_id:
+            triggers.activate(failed.flow_id, version)
+            log.info("flow %s: the fixed version %s is now the active one", failed.flow_id, version)
     log.info("run %s resumed from %s on version %s", healing.failed.run_id, healing.failed.key, version)
     return version
 

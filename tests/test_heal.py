@@ -195,6 +195,26 @@ def test_resuming_keeps_upstream_outputs_no_llm_or_http_call_is_made_twice(rt: R
         assert server.count(("/orders",)) == http_before and len(script.requests) == llm_before
 
 
+def test_the_fix_becomes_the_active_version_when_the_failed_one_was(rt: Runtime) -> None:
+    text = flow(
+        """
+        fluxgraph: 1
+        id: greeter
+        triggers: [{type: webhook}]
+        nodes:
+          - {id: text, type: text.template, with: {template: "Hi {{ inputs.emial }}"}}
+        """
+    )
+    _, version = rt.orchestrator.save_flow(text, "greeter.yaml")
+    token = rt.triggers.activate("greeter", version)[0].token
+    run_id = rt.orchestrator.start_run(version, {"email": "a@b.c"})
+    assert rt.wait(run_id, 30) == "failed"
+    fixed = apply(rt.orchestrator, heal(rt.orchestrator, run_id), triggers=rt.triggers)
+    assert rt.wait(run_id, 30) == "succeeded"
+    armed = rt.triggers.armed("greeter")
+    assert [t.version_id for t in armed] == [fixed] and armed[0].token == token  # same webhook URL, fixed flow
+
+
 def test_a_run_that_did_not_fail_has_nothing_to_heal_and_an_unverified_fix_is_not_applied(rt: Runtime) -> None:
     ok = flow(
         """

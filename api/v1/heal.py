@@ -142,6 +142,7 @@ def apply_healing(
         force=body.force,
         reviewed=body.fingerprint,
         allow_effects=body.allow_effects,
+        triggers=runtime.triggers,
     )
     detail: dict[str, Any] = {"step": done.resumed_from, "version": done.version, "as_is": body.as_is}
     if done.healing is not None:
