@@ -112,12 +112,21 @@ class AppliedOut(BaseModel):
 
 @router.post("/runs/{run_id}/heal", response_model=HealingOut, responses=errors(404, 409, 422, 429))
 def heal_run(
-    run_id: RunId, principal: LimitedWriter, runtime: RuntimeDep, config: SettingsDep, body: HealIn | None = None
+    run_id: RunId,
+    principal: LimitedWriter,
+    runtime: RuntimeDep,
+    accounts: AccountsDep,
+    config: SettingsDep,
+    body: HealIn | None = None,
 ) -> HealingOut:
     """Diagnose the run's failed step, propose a fix as a diff and prove it by replaying the step on its recorded
     input (nothing is stored; the step is executed again, alone)."""
     owned(runtime, principal, run_id)
-    found = healing_of(runtime.orchestrator, config, run_id, allow_effects=(body or HealIn()).allow_effects)
+    effects = (body or HealIn()).allow_effects
+    found = healing_of(runtime.orchestrator, config, run_id, allow_effects=effects)
+    if effects and found.verification is not None and found.verification.executed:
+        # a step with outside effects (a POST, an email) was executed again at the caller's request: on record
+        accounts.audit(principal, "heal.replay", run_id, {"step": found.failed.key, "ok": found.verification.ok})
     return healing_out(found)
 
 
