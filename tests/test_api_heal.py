@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from api.settings import Settings
+from evals.heal import Upstream
 from tests.api_helpers import BACKENDS, Api, api
 from tests.runtime_helpers import TYPO, flow
 
@@ -182,3 +183,32 @@ def test_healing_is_rate_limited_like_the_copilot(embedded: Api) -> None:
     second = a.call("POST", f"/api/v1/runs/{run_id}/heal", "write")
     assert second.status_code == 429 and second.json()["error"]["code"] == "request.rate_limited"
     assert int(second.headers["Retry-After"]) >= 1
+
+
+def test_a_step_with_outside_effects_is_replayed_only_when_allowed_and_then_audited(tmp_path: Path) -> None:
+    server = Upstream({"/orders": [{"status": 503, "text": "busy"}, {"status": 201, "json": {"id": 7}}]})
+    with server, api("embedded", tmp_path, http_allow_networks=("127.0.0.1/32",)) as a:
+        host = server.url.removeprefix("http://")
+        text = flow(
+            f"""
+            fluxgraph: 1
+            id: place-order
+            nodes:
+              - id: place
+                type: http.request
+                permissions: {{net: ["{host}"]}}
+                with: {{url: "{server.url}/orders", method: POST, json: {{sku: A1}}}}
+            """
+        )
+        run_id = failed_run(a, text)
+
+        # By default a POST is not sent again: the proof is a dry replay, and nothing is audited
+        dry = a.call("POST", f"/api/v1/runs/{run_id}/heal", "write").json()
+        assert dry["diagnosis"]["cause"] == "transient" and dry["verified"] is False
+        assert dry["verification"]["executed"] is False and server.count(("/orders",)) == 1
+
+        # Allowed, it is sent again (and succeeds now); the audit log says so
+        done = a.call("POST", f"/api/v1/runs/{run_id}/heal", "write", json={"allow_effects": True}).json()
+        assert done["verified"] is True and server.count(("/orders",)) == 2
+        entries = a.call("GET", "/api/v1/audit", "read").json()
+        assert any(e["action"] == "heal.replay" and e["target"] == run_id for e in entries), entries
