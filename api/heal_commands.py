@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from api.jules import model_choice
-from api.run_commands import _continue, guarded
+from api.run_commands import _continue, _find, _runtime, guarded
 from api.settings import Settings
 from copilot.healing import Healing, apply, heal
 from engine.runtime.runtime import Runtime
@@ -41,13 +41,12 @@ def cmd_heal(args: argparse.Namespace) -> int:
             where = f"on the fixed version {version}" if version else "as it is"
             console.print(Text(f"\nresuming run {run_id} from {healing.failed.key} {where}", style="bold"))
 
-    if not (args.apply or args.as_is):
-        args.detach = True  # diagnosis only: nothing to carry on
-    code = _continue(args, diagnose)
-    healing = found.get("healing")
-    if healing is not None and not (args.apply or args.as_is):
-        return 0 if healing.verified or healing.diagnosis.fix is not None else 1
-    return code
+    if args.apply or args.as_is:
+        return _continue(args, diagnose)  # then carried on in this process (embedded) until the run settles
+    with _runtime(settings) as runtime:  # diagnosis only: nothing else is printed (--json stays one document)
+        diagnose(runtime, _find(runtime, args.run_id).id)
+    healing = found["healing"]
+    return 0 if healing.verified or healing.diagnosis.fix is not None else 1
 
 
 def show(healing: Healing, console: Console) -> None:

@@ -22,7 +22,7 @@ from engine.steps.wasm import SandboxPolicy
 from evals.heal import Case, Upstream, evaluate, load_cases, rules_healer
 from tests import llm_script
 from tests.llm_script import Script
-from tests.runtime_helpers import flow, running
+from tests.runtime_helpers import TYPO, flow, running
 
 SCRIPTED = ModelChoice("scripted/any", mode="json")
 
@@ -324,3 +324,28 @@ def test_with_a_model_the_suite_fixes_more(script: Script) -> None:
     assert with_model["runs_resumed_to_success"] >= 75 and with_model["diagnosis_accuracy"] >= 80
     assert without["runs_resumed_to_success"] == 0  # those cases need the model
     assert with_model["upstream_calls_repeated"] == 0
+
+
+def test_ionflux_heal_shows_the_fix_then_applies_it_and_follows_the_run(tmp_path: Path) -> None:
+    from tests.cli_helpers import ionflux
+
+    home = tmp_path / "home"
+    source = tmp_path / "welcome.yaml"
+    source.write_text(TYPO, "utf-8")
+    ran = ionflux(home, "run", str(source), "--input", json.dumps({"email": "a@b.c", "name": "Ana"}))
+    assert ran.returncode != 0, ran.stdout
+    run_id = json.loads(ionflux(home, "runs", "--json").stdout)[0]["id"]
+
+    # The diagnosis alone: the fix, its proof, nothing changed; --json is one JSON document
+    shown = ionflux(home, "heal", run_id)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "undefined_name" in shown.stdout and "+    with: {template:" in shown.stdout
+    assert "proof: replayed on the recorded input: succeeded" in shown.stdout
+    document = json.loads(ionflux(home, "heal", run_id, "--json").stdout)
+    assert document["verified"] is True and document["diagnosis"]["fix"]["description"]
+
+    # Applied: the run resumes from the failed step here and succeeds
+    applied = ionflux(home, "heal", run_id, "--apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert f"resuming run {run_id} from text on the fixed version" in applied.stdout
+    assert json.loads(ionflux(home, "runs", "--json").stdout)[0]["status"] == "succeeded"
