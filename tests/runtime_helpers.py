@@ -135,3 +135,4 @@ TYPO = flow(
         with: {template: "Welcome {{ inputs.name }} <{{ inputs.emial }}>"}
     """
 )
+TYPO_INPUT = {"email": "ana@example.com", "name": "Ana"}  # what TYPO's run gets (it reads inputs.emial)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from api.settings import Settings
 from evals.heal import Upstream
 from tests.api_helpers import BACKENDS, Api, api
-from tests.runtime_helpers import TYPO, flow
+from tests.runtime_helpers import TYPO, TYPO_INPUT, flow, one_step_flow
 
 SECRET = flow(
     """
@@ -29,15 +29,7 @@ SECRET = flow(
         with: {template: "{{ nodes.prepare.output.rows }} rows, token {{ secrets.shop_token }}"}
     """
 )
-QUICK = flow(
-    """
-    fluxgraph: 1
-    id: quick
-    nodes:
-      - {id: only, type: data.set, with: {n: 1}}
-    """
-)
-INPUT = {"email": "ana@example.com", "name": "Ana"}
+QUICK = one_step_flow("quick")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -63,7 +55,7 @@ def failed_run(a: Api, text: str, input: dict[str, str] | None = None) -> str:
 
 def test_a_typo_is_diagnosed_verified_applied_and_the_run_resumes(a: Api) -> None:
     # Given a run that failed on inputs.emial (the input has email)
-    run_id = failed_run(a, TYPO, INPUT)
+    run_id = failed_run(a, TYPO, TYPO_INPUT)
 
     # When Jules is asked to heal it
     answer = a.call("POST", f"/api/v1/runs/{run_id}/heal", "write")
@@ -139,7 +131,7 @@ def test_a_persons_action_then_resume_as_is(embedded: Api) -> None:
 def test_a_fix_that_changed_since_it_was_reviewed_is_not_applied(embedded: Api) -> None:
     a = embedded
     # Given a failed run and a fingerprint that is not its fix's
-    run_id = failed_run(a, TYPO, INPUT)
+    run_id = failed_run(a, TYPO, TYPO_INPUT)
 
     # When applied with it, then it is refused and nothing changed
     answer = a.call("POST", f"/api/v1/runs/{run_id}/heal/apply", "write", json={"fingerprint": "0" * 16})
@@ -151,7 +143,7 @@ def test_a_fix_that_changed_since_it_was_reviewed_is_not_applied(embedded: Api) 
 def test_refusals_owner_scope_and_no_failed_step(embedded: Api) -> None:
     a = embedded
     # Given a failed run of the owner's and a run that succeeded
-    run_id = failed_run(a, TYPO, INPUT)
+    run_id = failed_run(a, TYPO, TYPO_INPUT)
     saved = a.call("POST", "/api/v1/flows", "write", json={"yaml": QUICK}).json()
     ok = a.call("POST", f"/api/v1/flows/{saved['id']}/runs", "write", json={}).json()["run_id"]
     assert str(a.runtime.wait(ok, 30)) == "succeeded"
@@ -176,7 +168,7 @@ def test_healing_is_rate_limited_like_the_copilot(embedded: Api) -> None:
     app = a.client.app
     assert isinstance(app, FastAPI)
     app.state.settings = Settings(copilot_rate_per_minute=1)
-    run_id = failed_run(a, TYPO, INPUT)
+    run_id = failed_run(a, TYPO, TYPO_INPUT)
 
     # When healed twice in a minute, then the second is refused with when to try again
     assert a.call("POST", f"/api/v1/runs/{run_id}/heal", "write").status_code == 200

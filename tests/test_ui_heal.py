@@ -18,7 +18,7 @@ from api.app import create_app
 from api.settings import Settings
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
-from tests.runtime_helpers import TYPO, flow, running
+from tests.runtime_helpers import TYPO, TYPO_INPUT, flow, one_step_flow, running
 from tests.ui_helpers import ui
 from ui.visitor import Visitor
 
@@ -33,15 +33,7 @@ SECRET = flow(
       - {id: report, type: text.template, needs: [prepare], with: {template: "token {{ secrets.shop_token }}"}}
     """
 )
-QUICK = flow(
-    """
-    fluxgraph: 1
-    id: quick
-    nodes:
-      - {id: only, type: data.set, with: {n: 1}}
-    """
-)
-INPUT = {"email": "ana@example.com", "name": "Ana"}
+QUICK = one_step_flow("quick")
 
 
 @pytest.fixture
@@ -70,7 +62,7 @@ def settled(rt: Runtime, text: str, input: dict[str, str] | None = None, owner: 
 
 def test_the_button_is_offered_on_failed_runs_only(rt: Runtime, app: FastAPI, client: TestClient) -> None:
     # Given a failed run and a run that succeeded
-    failed = settled(rt, TYPO, INPUT)
+    failed = settled(rt, TYPO, TYPO_INPUT)
     ok = settled(rt, QUICK)
 
     # Then only the failed run's page offers to ask Jules, with a place for the answer
@@ -88,7 +80,7 @@ def test_the_button_is_offered_on_failed_runs_only(rt: Runtime, app: FastAPI, cl
 
 def test_the_healing_shows_diagnosis_diff_proof_and_apply_resumes_the_run(rt: Runtime, client: TestClient) -> None:
     # Given a run that failed on inputs.emial
-    run_id = settled(rt, TYPO, INPUT)
+    run_id = settled(rt, TYPO, TYPO_INPUT)
     seen = rt.orchestrator.state(run_id)
 
     # When Jules is asked to fix it
@@ -159,7 +151,7 @@ def test_a_persons_action_is_shown_then_the_run_resumes_as_it_is(rt: Runtime, cl
 
 def test_a_fix_that_changed_is_shown_again_not_applied(rt: Runtime, client: TestClient) -> None:
     # Given a failed run, and a fingerprint that is not its fix's
-    run_id = settled(rt, TYPO, INPUT)
+    run_id = settled(rt, TYPO, TYPO_INPUT)
 
     # When it is applied, then nothing is applied and the fix found now is shown to review
     answer = client.post(f"/ui/runs/{run_id}/heal/apply", data={"fingerprint": "0" * 16}, headers=HX)
@@ -170,7 +162,7 @@ def test_a_fix_that_changed_is_shown_again_not_applied(rt: Runtime, client: Test
 
 def test_another_owners_run_is_not_found(rt: Runtime, client: TestClient) -> None:
     other = Accounts(rt.db).create_owner("Rui", email="rui@example.com", password="rui-password-1")
-    theirs = settled(rt, TYPO.replace("id: welcome-text", "id: theirs"), INPUT, owner=other)
+    theirs = settled(rt, TYPO.replace("id: welcome-text", "id: theirs"), TYPO_INPUT, owner=other)
     for path in ("heal", "heal/apply"):
         answer = client.post(f"/ui/runs/{theirs}/{path}", headers=HX)
         assert answer.status_code == 404 and "run.not_found" in answer.text
@@ -179,7 +171,7 @@ def test_another_owners_run_is_not_found(rt: Runtime, client: TestClient) -> Non
 
 def test_a_rerun_from_the_page_is_followed_live_again(rt: Runtime, client: TestClient) -> None:
     # Given a failed run whose page's stream has ended
-    run_id = settled(rt, TYPO, INPUT)
+    run_id = settled(rt, TYPO, TYPO_INPUT)
 
     # When it is re-run from the page, then the answer follows it again
     answer = client.post(f"/ui/runs/{run_id}/rerun", headers=HX)
@@ -194,7 +186,7 @@ def test_healing_needs_the_sessions_csrf_token(tmp_path: Path) -> None:
         csrf = u.sign_in()
         owner = u.accounts.by_session(u.client.cookies["ionflux_session"])
         assert owner is not None
-        run_id = settled(u.runtime, TYPO, INPUT, owner=owner.owner_id)
+        run_id = settled(u.runtime, TYPO, TYPO_INPUT, owner=owner.owner_id)
 
         # Then without the session's CSRF token, asking and applying are refused, and nothing changes
         assert u.client.post(f"/ui/runs/{run_id}/heal", headers=HX).status_code == 403
