@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -217,10 +216,10 @@ def step_output(run_id: RunId, key: StepKeyPath, principal: Reader, runtime: Run
 
 @router.get("/runs/{run_id}/steps/{key}/input", response_model=StepPayload, responses=NOT_FOUND)
 def step_input(run_id: RunId, key: StepKeyPath, principal: Reader, runtime: RuntimeDep) -> StepPayload:
-    """The input a step's latest attempt was called with, as kept: a preview with secrets blanked, parsed as
-    JSON when it was kept whole (``truncated``: false)."""
+    """The input a step's latest attempt was called with, secrets blanked: whole, or (``truncated``: true) the
+    preview cut at its limit when the whole input was over the payload size limit."""
     owned(runtime, principal, run_id)
-    found = owned_runs.input_preview(runtime.db, run_id, key)
+    found = owned_runs.recorded_input(runtime.db, runtime.orchestrator.blobs, run_id, key)
     if found is None:
         raise ApiError(
             404,
@@ -228,11 +227,7 @@ def step_input(run_id: RunId, key: StepKeyPath, principal: Reader, runtime: Runt
             f"run {run_id} has no recorded input for step {key!r}",
             hint="inputs are kept for steps a worker executed (not for approvals, delays and loops)",
         )
-    attempt, preview = found
-    try:
-        return StepPayload(run_id=run_id, step=key, attempt=attempt, value=json.loads(preview))
-    except json.JSONDecodeError:  # cut at the preview limit
-        return StepPayload(run_id=run_id, step=key, attempt=attempt, value=preview, truncated=True)
+    return StepPayload(run_id=run_id, step=key, attempt=found.attempt, value=found.value, truncated=found.truncated)
 
 
 # --- acting ---------------------------------------------------------------------------------------------------

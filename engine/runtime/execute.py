@@ -56,13 +56,34 @@ def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> S
     result = run_step(orchestrator.executors, call)
     logs = tuple((level, payloads.scrub(text, redact)) for level, text in call.log)
     input_preview = payloads.preview(with_, limit, redact)
+    input_ref = _whole_input(orchestrator, with_, input_preview, redact)
     usage = payloads.redact_value(call.usage, redact) or None
     cost = _cost(plan, node.type, with_, call.usage)
     if isinstance(result, StepError):
         error = replace(result, message=payloads.scrub(result.message, redact))
-        return StepResult(error=error, logs=logs, input_preview=input_preview, cost_cion=cost, usage=usage)
+        return StepResult(
+            error=error, logs=logs, cost_cion=cost, usage=usage, input_preview=input_preview, input_ref=input_ref
+        )
     output = payloads.redact_value(result, redact)
-    return StepResult(output=output, logs=logs, input_preview=input_preview, cost_cion=cost, usage=usage)
+    return StepResult(
+        output=output, logs=logs, cost_cion=cost, usage=usage, input_preview=input_preview, input_ref=input_ref
+    )
+
+
+def _whole_input(orchestrator: Orchestrator, with_: Any, preview: str | None, redact: tuple[str, ...]) -> str | None:
+    """The blob holding the whole input (secrets blanked) when the preview had to cut it, so a user can read
+    what the step was called with; None when the preview is the whole input, or the input is over the size
+    limit (the preview is then what is kept)."""
+    if preview is None or len(preview) < orchestrator.config.preview_chars:
+        return None
+    try:
+        text = payloads.dumps(payloads.redact_value(with_, redact))
+    except (TypeError, ValueError):
+        return None
+    if len(text) <= orchestrator.config.preview_chars:
+        return None
+    data = text.encode()
+    return None if len(data) > orchestrator.config.max_payload_bytes else orchestrator.blobs.put(data)
 
 
 def _cost(plan: Plan, node_type: str, with_: Mapping[str, Any], usage: Mapping[str, Any]) -> float:

@@ -39,7 +39,7 @@ from engine.runtime import payloads
 from engine.runtime.blobs import BlobStore
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.secrets import SecretStore
-from engine.runtime.writes import Conflict, Pending, upsert, writes_for
+from engine.runtime.writes import Conflict, Insert, Pending, upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
 from engine.store.db import is_postgres, utc
@@ -107,6 +107,7 @@ class StepResult:
     error: StepError | None = None
     logs: tuple[tuple[str, str], ...] = ()
     input_preview: str | None = None
+    input_ref: str | None = None  # the whole input in the blob store, when the preview had to cut it
     cost_cion: float = 0.0
     usage: dict[str, Any] | None = None  # what a metered step measured (LLM: model, tokens, latency, cost)
 
@@ -130,6 +131,7 @@ class _Tx:
     claim: bool = False  # the caller is a worker that continues with one started step itself
     timer_at: datetime | None = None
     pending: list[Pending] = field(default_factory=list)  # event writes, flushed just before the commit
+    inserts: list[Insert] = field(default_factory=list)  # plain rows (ledger lines), flushed with them
 
 
 class Orchestrator:
@@ -362,6 +364,14 @@ class Orchestrator:
             tx.conn.execute(runs.update().where(runs.c.id == run_id).values(version_id=run.plan.version_id))
         self._after(tx)
 
+    def finished_here(self, run_id: str) -> RunStatus | None:
+        """The run's final status if this process recorded it finished, else None: a waiter woken by this
+        process's own commit needs no query to see it (a finished run changes again only when re-run)."""
+        with self._lock:
+            cached = self._cache.get(run_id)
+        status = cached[1].status if cached is not None else None
+        return status if status is not None and status.finished else None
+
     def state(self, run_id: str) -> RunState:
         with self._transaction() as tx:
             state: RunState = self._lock_run(tx, run_id).state
@@ -438,16 +448,14 @@ class Orchestrator:
             extra_row = {
                 "logs": [list(line) for line in result.logs] or None,
                 "input_preview": result.input_preview,
+                "input_ref": result.input_ref,
                 "output_ref": output.get(payloads.BLOB_KEY) if isinstance(output, dict) else None,
                 "usage": result.usage,
             }
             self._record(tx, run, event, stored_output=output, row_extra={work.key: extra_row})
             if result.cost_cion:
-                tx.conn.execute(
-                    credit_ledger.insert().values(
-                        run_id=work.run_id, step_key=str(work.key), attempt=work.attempt, cion=result.cost_cion, at=now
-                    )
-                )
+                line = {"run_id": work.run_id, "step_key": str(work.key), "attempt": work.attempt, "at": now}
+                tx.inserts.append((credit_ledger, {**line, "cion": result.cost_cion}))
         self._after(tx)
         return tx.chained
 
@@ -570,7 +578,7 @@ class Orchestrator:
                     tx.chained = replace(chained, state=final)
                 else:
                     tx.chained = None
-            self._writes.flush(conn, tx.pending)
+            self._writes.flush(conn, tx.pending, tx.inserts)
 
     def _after(self, tx: _Tx) -> None:
         """After commit: remember the new states, ring the doorbells, wake the timer loop."""

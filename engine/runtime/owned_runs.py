@@ -3,12 +3,16 @@ owner's run is simply not there. Pages go newest first with the last run id as t
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from engine.runtime import queries
+from engine.runtime.blobs import BlobMissingError, BlobStore
 from engine.runtime.queries import RunSummary
 from engine.store.tables import flow_versions, flows, run_steps, runs
 
@@ -85,16 +89,34 @@ def is_version_of(db: sa.Engine, version: str, flow_id: str) -> bool:
     return found == flow_id
 
 
-def input_preview(db: sa.Engine, run_id: str, key: str) -> tuple[int, str] | None:
-    """The latest attempt of a step and the (secret-free, bounded) preview of the input it was called with."""
+@dataclass(frozen=True, slots=True)
+class RecordedInput:
+    attempt: int
+    value: Any  # the JSON value, secrets blanked; the preview's text when only a cut preview was kept
+    truncated: bool
+
+
+def recorded_input(db: sa.Engine, blobs: BlobStore, run_id: str, key: str) -> RecordedInput | None:
+    """What the latest attempt of a step was called with: whole (from the blob store when it outgrew its
+    preview), or the preview cut at its limit when the whole input was over the payload size limit."""
     with db.connect() as conn:
         row = conn.execute(
-            sa.select(run_steps.c.attempt, run_steps.c.input_preview)
+            sa.select(run_steps.c.attempt, run_steps.c.input_preview, run_steps.c.input_ref)
             .where(run_steps.c.run_id == run_id, run_steps.c.key == key, run_steps.c.input_preview.is_not(None))
             .order_by(run_steps.c.run_attempt.desc(), run_steps.c.attempt.desc())
             .limit(1)
         ).first()
-    return None if row is None else (int(row.attempt), str(row.input_preview))
+    if row is None:
+        return None
+    if row.input_ref:
+        with contextlib.suppress(
+            BlobMissingError, ValueError
+        ):  # a blob store cleaned by hand: fall back on the preview
+            return RecordedInput(int(row.attempt), json.loads(blobs.get(row.input_ref)), False)
+    try:
+        return RecordedInput(int(row.attempt), json.loads(row.input_preview), False)
+    except json.JSONDecodeError:  # cut at the preview limit
+        return RecordedInput(int(row.attempt), str(row.input_preview), True)
 
 
 def flow_ids(db: sa.Engine, owner_id: str) -> list[str]:

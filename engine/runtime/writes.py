@@ -1,14 +1,18 @@
-"""The orchestrator's hot path: lock a run, append an event, upsert step rows, update the run.
+"""The orchestrator's hot path: lock a run, append an event, upsert step rows, update the run, add ledger rows.
 
-Two implementations of the same four operations. ``Writes`` uses SQLAlchemy Core with statements built once
-(any database; SQLite uses it). ``PostgresWrites`` sends plain SQL through the transaction's own psycopg
-connection and pipelines a transaction's writes with its COMMIT (one network round trip instead of five): on PostgreSQL,
-SQLAlchemy's per-statement work cost more than the statements themselves (docs/benchmarks.md has the figures).
-Both write the same rows; the runtime tests run on both databases.
+Three implementations of the same operations. ``Writes`` uses SQLAlchemy Core with statements built once (any
+database). ``PostgresWrites`` sends plain SQL through the transaction's own psycopg connection and pipelines a
+transaction's writes with its COMMIT (one network round trip instead of five). ``SqliteWrites`` sends plain SQL
+through the transaction's own sqlite3 connection, its values converted by the columns' own SQLAlchemy types (so
+the stored text is what SQLAlchemy writes and reads back). Both exist for one reason: SQLAlchemy's per-statement
+work cost more than the statements themselves (docs/benchmarks.md has the figures). All write the same rows; the
+runtime tests run on both databases, and tests/test_writes.py compares the rows the plain paths write with
+SQLAlchemy's.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +26,8 @@ from engine.store.tables import run_events, run_steps, runs
 STEP_KEY = ("run_id", "run_attempt", "key", "attempt")
 #: one recorded event's writes: the event row, the changed step rows, the run id and the run's new values
 Pending = tuple[dict[str, Any], list[dict[str, Any]], str, dict[str, Any]]
+#: a plain row to insert with a transaction's events (a C-ION ledger line): the table and the row
+Insert = tuple[sa.Table, dict[str, Any]]
 JSON_COLUMNS = frozenset({"error", "logs", "usage", "outputs", "data", "trigger", "input"})
 
 
@@ -60,11 +66,13 @@ class Writes:
 
         return conn.execute(self.statement("lock", build), {"_id": run_id}).first()
 
-    def flush(self, conn: sa.Connection, pending: list[Pending]) -> None:
-        """Write the events a transaction recorded (called last, just before the commit)."""
+    def flush(self, conn: sa.Connection, pending: list[Pending], inserts: list[Insert] | None = None) -> None:
+        """Write the events a transaction recorded, then its plain rows (called last, just before the commit)."""
         try:
             for event, rows, run_id, run in pending:
                 self.record(conn, event, rows, run_id, run)
+            for table, row in inserts or ():
+                conn.execute(self.statement(("insert", table.name), table.insert), row)
         except sa.exc.IntegrityError as e:
             raise Conflict(str(e)) from e
 
@@ -105,12 +113,12 @@ class PostgresWrites(Writes):
             return None
         return _Row(*row)
 
-    def flush(self, conn: sa.Connection, pending: list[Pending]) -> None:
+    def flush(self, conn: sa.Connection, pending: list[Pending], inserts: list[Insert] | None = None) -> None:
         """All of the transaction's event writes and its COMMIT in one pipeline: one network round trip.
 
         (SQLAlchemy's own commit that follows finds the transaction closed, which psycopg treats as a no-op.)
         """
-        if not pending:
+        if not pending and not inserts:
             return
         raw = _raw(conn)
         try:
@@ -120,6 +128,8 @@ class PostgresWrites(Writes):
                     cursor.execute(self._insert("run_events", tuple(event)), _adapt(event))
                     for row in rows:
                         cursor.execute(self._upsert_step(tuple(row)), _adapt(row))
+                for table, row in inserts or ():
+                    cursor.execute(self._insert(table.name, tuple(row)), _adapt(row))
                 raw.commit()
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
             raise Conflict(str(e)) from e
@@ -151,6 +161,65 @@ class PostgresWrites(Writes):
         return self._sql[key]
 
 
+class SqliteWrites(Writes):
+    def __init__(self) -> None:
+        super().__init__(postgres=False)
+        self._prepared: dict[Any, tuple[str, tuple[Any, ...]]] = {}
+
+    def flush(self, conn: sa.Connection, pending: list[Pending], inserts: list[Insert] | None = None) -> None:
+        """The transaction's writes as plain statements on its own sqlite3 connection (SQLAlchemy commits)."""
+        if not pending and not inserts:
+            return
+        cursor = _raw(conn).cursor()
+        try:
+            for event, rows, run_id, run in pending:  # same order as Writes.record
+                self._run(cursor, conn.dialect, ("run", tuple(run)), runs, (*run, "id"), {**run, "id": run_id})
+                self._run(cursor, conn.dialect, ("event", tuple(event)), run_events, tuple(event), event)
+                for row in rows:
+                    self._run(cursor, conn.dialect, ("step", tuple(row)), run_steps, tuple(row), row)
+            for table, row in inserts or ():
+                self._run(cursor, conn.dialect, ("insert", table.name, tuple(row)), table, tuple(row), row)
+        except sqlite3.IntegrityError as e:
+            raise Conflict(str(e)) from e
+        except sqlite3.OperationalError as e:  # database locked past the busy timeout: what the retry loops expect
+            raise sa.exc.OperationalError("flush", None, e) from e
+        finally:
+            cursor.close()
+
+    def _run(
+        self,
+        cursor: sqlite3.Cursor,
+        dialect: sa.Dialect,
+        key: Any,
+        table: sa.Table,
+        columns: tuple[str, ...],
+        values: dict[str, Any],
+    ) -> None:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = self._prepare(dialect, key[0], table, columns)
+        sql, convert = prepared
+        cursor.execute(
+            sql, [v if f is None else f(v) for f, v in zip(convert, map(values.__getitem__, columns), strict=True)]
+        )
+
+    @staticmethod
+    def _prepare(
+        dialect: sa.Dialect, kind: str, table: sa.Table, columns: tuple[str, ...]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The statement's SQL and, per parameter, its column type's own conversion (dates and JSON as text)."""
+        convert = tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
+        names = [f'"{c}"' for c in columns]
+        if kind == "run":  # columns end with the id the WHERE clause takes
+            sets = ", ".join(f"{n} = ?" for n in names[:-1])
+            return f'UPDATE "{table.name}" SET {sets} WHERE "id" = ?', convert
+        sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
+        if kind == "step":
+            update = ", ".join(f"{n} = excluded.{n}" for c, n in zip(columns, names, strict=True) if c not in STEP_KEY)
+            sql += f" ON CONFLICT ({', '.join(STEP_KEY)}) DO UPDATE SET {update}"
+        return sql, convert
+
+
 class _Row:
     __slots__ = ("parent_run_id", "parent_step", "seq", "version_id")
 
@@ -168,4 +237,4 @@ def _adapt(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def writes_for(postgres: bool) -> Writes:
-    return PostgresWrites() if postgres else Writes(postgres=False)
+    return PostgresWrites() if postgres else SqliteWrites()

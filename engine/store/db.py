@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # 40 MB of 4 KiB pages (SQLite's default is 1,000)
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def normalise_url(url: str) -> str:
@@ -44,17 +46,31 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # A commit that crosses the auto-checkpoint threshold runs the checkpoint itself (two fsyncs, ~20 ms on
+            # a VM), in the middle of a step. A started runtime checkpoints from its ticker every second instead
+            # (checkpoint() below), so this threshold is only a bound for processes that do not (or a burst).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")  # the WAL shrinks back after one
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # on the driver's connection: through SQLAlchemy's statement machinery this cost ~0.1 ms per transaction
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
         return engine
-    # pre_ping: after a database restart the pool's old connections are dead; test them before use
     # no pool_pre_ping (a round trip per checkout): after a database restart the first use of a pooled connection
     # fails, SQLAlchemy invalidates the pool, and the runtime's retry loop (engine.runtime.runtime.retrying) goes on
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+
+def checkpoint(engine: sa.Engine) -> None:
+    """Copy the SQLite write-ahead log into the database file without blocking anyone (PASSIVE): what a commit
+    would otherwise do when the log reaches its threshold. Nothing to do on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
 
 
 def is_postgres(engine: sa.Engine) -> bool:

@@ -151,6 +151,7 @@ class RunStepRow(SQLModel, table=True):
     cost_cion: float = 0.0
     reused: bool = False
     child_run_id: str | None = None
+    input_ref: str | None = None  # the whole input (secrets blanked) in the blob store, when over its preview
 
 
 class RunEventRow(SQLModel, table=True):

@@ -270,14 +270,13 @@ def step_payload(request: Request, run_id: str, key: str, which: str, who: Who) 
     value: Any = None
     note = ""
     if which == "input":
-        found = owned_runs.input_preview(runtime.db, run_id, key)
+        found = owned_runs.recorded_input(runtime.db, runtime.orchestrator.blobs, run_id, key)
         if found is None:
             note = "No input was recorded for this step (approvals, delays and loops keep none)."
         else:
-            try:
-                value = json.loads(found[1])
-            except json.JSONDecodeError:
-                value, note = found[1], "Cut at the preview limit."
+            value = found.value
+            if found.truncated:
+                note = "Cut at the preview limit (the whole input was over the payload size limit)."
     else:
         state = runtime.orchestrator.state(run_id)
         try:
