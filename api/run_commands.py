@@ -1,9 +1,11 @@
-"""The ``ionflux`` commands that run flows: up, worker, run, runs, run-show, cancel/pause/resume/approve/rerun,
-secrets.
+"""The ``ionflux`` commands that run flows: up, worker, run, runs, run-show, cancel/pause/resume/approve/reject/
+rerun, secrets. With ``--server`` (or IONFLUX_SERVER) the run commands go to a server's HTTP API instead
+(api.remote_commands), shown by the same ``render_*`` functions.
 
 Exit codes of ``run`` (and of the commands that continue a run): 0 succeeded; 1 failed; 2 usage or unreadable
 file; 3 cancelled; 4 waiting (for an approval, or paused); 5 refused (invalid flow, input or action); 6 gave up
-waiting (``--timeout``) while the run goes on.
+waiting (``--timeout``) while the run goes on; 7 (remote mode) the server could not be reached, or what answered
+is not IONFLUX's API.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,20 @@ EXIT = {
 }
 REFUSED = 5
 STILL_RUNNING = 6
+UNREACHABLE = 7  # remote mode: the server did not answer, or not as IONFLUX's API does
 # columns that must stay readable on an 80-column terminal (the previews give way instead)
-MIN_WIDTH = {"run": 26, "step": 12, "type": 9, "status": 9, "try": 3, "attempt": 7, "ms": 6, "started": 14, "C-ION": 5}
+MIN_WIDTH = {
+    "": 1,
+    "run": 26,
+    "step": 12,
+    "type": 9,
+    "status": 9,
+    "try": 3,
+    "attempt": 7,
+    "ms": 6,
+    "started": 14,
+    "C-ION": 5,
+}
 MARK = {
     "succeeded": ("✓", "green"),
     "failed": ("✗", "red"),
@@ -89,13 +103,12 @@ def _parse_input(text: str | None) -> Any:
 # --- progress -------------------------------------------------------------------------------------------------
 
 
-def _step_table(runtime: Runtime, run_id: str) -> tuple[Table, str]:
-    summary = queries.find_run(runtime.db, run_id)
-    status = summary.status if summary else "?"
+def step_table(run_id: str, status: str, steps: Sequence[queries.StepRecord]) -> Table:
+    """The progress table of a run's steps (a loop's iterations are counted on the loop's row); local and remote
+    runs are shown alike."""
     table = Table(title=f"run {run_id} · {status}", title_justify="left", box=None, pad_edge=False)
     for column in ("", "step", "type", "status", "attempt", "ms", "output / error"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=MIN_WIDTH.get(column))
-    steps = queries.run_steps_of(runtime.db, run_id)
     loops: dict[str, list[queries.StepRecord]] = {}
     for step in steps:
         if step.iteration:
@@ -119,30 +132,51 @@ def _step_table(runtime: Runtime, run_id: str) -> tuple[Table, str]:
             "" if step.duration_ms is None else f"{step.duration_ms:g}",
             shown,
         )
-    return table, status
+    return table
+
+
+def _step_table(runtime: Runtime, run_id: str) -> Table:
+    summary = queries.find_run(runtime.db, run_id)
+    return step_table(run_id, summary.status if summary else "?", queries.run_steps_of(runtime.db, run_id))
 
 
 def follow(runtime: Runtime, run_id: str, console: Console, *, timeout: float, progress: bool) -> RunStatus:
     """Wait for the run to finish or wait for a person, showing live per-step progress on a terminal."""
     deadline = time.monotonic() + timeout
     if progress and console.is_terminal:
-        with Live(_step_table(runtime, run_id)[0], console=console, refresh_per_second=8) as live:
+        with Live(_step_table(runtime, run_id), console=console, refresh_per_second=8) as live:
             while True:
                 status = runtime.wait(run_id, timeout=0.25)
-                live.update(_step_table(runtime, run_id)[0])
+                live.update(_step_table(runtime, run_id))
                 if status.finished or status in (RunStatus.AWAITING_APPROVAL, RunStatus.PAUSED):
                     return status
                 if time.monotonic() > deadline:
                     return status
     status = runtime.wait(run_id, timeout=timeout)
     if progress:
-        console.print(_step_table(runtime, run_id)[0])
+        console.print(_step_table(runtime, run_id))
     return status
 
 
 def report(runtime: Runtime, run_id: str, status: RunStatus, console: Console, as_json: bool) -> int:
     summary = queries.find_run(runtime.db, run_id)
     assert summary is not None
+    waiting = queries.pending_approvals(runtime.db, run_id) if status is RunStatus.AWAITING_APPROVAL else []
+    return render_report(summary, waiting, status, console, as_json)
+
+
+def render_report(
+    summary: queries.RunSummary,
+    approvals: Sequence[dict[str, Any]],
+    status: RunStatus,
+    console: Console,
+    as_json: bool,
+    *,
+    also: str = "",
+) -> int:
+    """How a run stands once it settled (or waits for a person), and the exit status that says so; ``approvals``
+    are the pending ones; ``also`` is added to the commands suggested (remote mode: `` --server URL``)."""
+    run_id = summary.id
     if as_json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
         return EXIT.get(status, STILL_RUNNING)
@@ -150,24 +184,25 @@ def report(runtime: Runtime, run_id: str, status: RunStatus, console: Console, a
         console.print(Text(f"run {run_id} succeeded in {summary.duration_ms} ms", style="green"))
         console.print_json(json.dumps(summary.outputs, default=str))
     elif status is RunStatus.AWAITING_APPROVAL:
-        for waiting in queries.pending_approvals(runtime.db, run_id):
+        for waiting in approvals:
             note = f": {waiting['message']}" if waiting["message"] else ""
             console.print(Text(f"run {run_id} waits for approval of {waiting['step']}{note}", style="yellow"))
-        console.print(f"  approve with: ionflux approve {run_id}   (or reject: --reject)")
+        console.print(f"  approve with: ionflux approve {run_id}{also}   (or reject: --reject)")
     elif status is RunStatus.PAUSED:
-        console.print(Text(f"run {run_id} is paused; resume with: ionflux resume {run_id}", style="yellow"))
+        console.print(Text(f"run {run_id} is paused; resume with: ionflux resume {run_id}{also}", style="yellow"))
     elif status.finished:
         error = summary.error or {}
         console.print(Text(f"run {run_id} {status}: {error.get('message', '')}", style="red"))
         if status is RunStatus.FAILED:
             console.print(
-                f"  inspect with: ionflux run-show {run_id}; re-run from the failed step: ionflux rerun {run_id}"
+                f"  inspect with: ionflux run-show {run_id}{also}; "
+                f"re-run from the failed step: ionflux rerun {run_id}{also}"
             )
     else:
         console.print(
             Text(f"run {run_id} is still {status} (gave up waiting); it continues when a worker runs", style="yellow")
         )
-    return EXIT.get(status, 1)
+    return EXIT.get(status, STILL_RUNNING)
 
 
 # --- commands -------------------------------------------------------------------------------------------------
@@ -280,12 +315,22 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return _continue(args, act)
 
 
+def cmd_reject(args: argparse.Namespace) -> int:
+    """``ionflux reject ID``: ``ionflux approve ID --reject``, named as the API names it."""
+    args.reject = True
+    return cmd_approve(args)
+
+
 @guarded
 def cmd_rerun(args: argparse.Namespace) -> int:
     def act(rt: Runtime, run_id: str) -> None:
         version = None
         if args.flow:
             _, version = rt.orchestrator.save_flow(Path(args.flow).read_text("utf-8"), args.flow)
+        elif args.version == "latest":
+            version = rt.orchestrator.latest_version(_find(rt, run_id).flow_id)
+        elif args.version:
+            version = args.version
         rt.orchestrator.rerun(run_id, version, _node_of(args.from_step) if args.from_step else None)
 
     return _continue(args, act)
@@ -306,11 +351,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     with runtime:
         found = queries.list_runs(runtime.db, limit=args.limit, flow_id=args.flow, status=args.status)
-    if args.json:
+    return render_runs(found, console, args.json)
+
+
+def render_runs(found: Sequence[queries.RunSummary], console: Console, as_json: bool, *, also: str = "") -> int:
+    """The runs listing (``ionflux runs``), local or remote."""
+    if as_json:
         print(json.dumps([r.to_dict() for r in found], indent=2, default=str))
         return 0
     if not found:
-        console.print("no runs yet: start one with `ionflux run FILE`")
+        console.print(f"no runs yet: start one with `ionflux run FILE{also}`")
         return 0
     table = Table(box=None, pad_edge=False)
     for column in ("run", "flow", "status", "trigger", "started", "ms", "C-ION", "error"):
@@ -339,51 +389,58 @@ def cmd_run_show(args: argparse.Namespace) -> int:
     with runtime:
         summary = _find(runtime, args.run_id)
         steps = queries.run_steps_of(runtime.db, summary.id, history=args.history)
-        if args.json:
-            print(json.dumps({**summary.to_dict(), "steps": [s.to_dict() for s in steps]}, indent=2, default=str))
-            return 0
-        console.print(Text(f"run {summary.id}", style="bold"))
-        console.print(f"  flow {summary.flow_id} (version {summary.version_id})")
-        console.print(f"  status {summary.status} · trigger {summary.trigger_kind} · attempt {summary.attempt}")
-        console.print(
-            f"  started {summary.created_at.isoformat()} · {summary.duration_ms} ms · {summary.total_cion:g} C-ION"
+    return render_run(summary, steps, console, args.json)
+
+
+def render_run(
+    summary: queries.RunSummary, steps: Sequence[queries.StepRecord], console: Console, as_json: bool
+) -> int:
+    """One run with its steps (``ionflux run-show``), local or remote."""
+    if as_json:
+        print(json.dumps({**summary.to_dict(), "steps": [s.to_dict() for s in steps]}, indent=2, default=str))
+        return 0
+    console.print(Text(f"run {summary.id}", style="bold"))
+    console.print(f"  flow {summary.flow_id} (version {summary.version_id})")
+    console.print(f"  status {summary.status} · trigger {summary.trigger_kind} · attempt {summary.attempt}")
+    console.print(
+        f"  started {summary.created_at.isoformat()} · {summary.duration_ms} ms · {summary.total_cion:g} C-ION"
+    )
+    if summary.error:
+        console.print(Text(f"  error[{summary.error['code']}]: {summary.error['message']}", style="red"))
+    table = Table(box=None, pad_edge=False)
+    for column in ("step", "type", "status", "try", "ms", "input", "output / error"):
+        wide = column in ("input", "output / error")
+        table.add_column(
+            column,
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=40 if wide else None,
+            min_width=MIN_WIDTH.get(column),
         )
-        if summary.error:
-            console.print(Text(f"  error[{summary.error['code']}]: {summary.error['message']}", style="red"))
-        table = Table(box=None, pad_edge=False)
-        for column in ("step", "type", "status", "try", "ms", "input", "output / error"):
-            wide = column in ("input", "output / error")
-            table.add_column(
-                column,
-                no_wrap=True,
-                overflow="ellipsis",
-                max_width=40 if wide else None,
-                min_width=MIN_WIDTH.get(column),
+    for s in steps:
+        _, color = MARK.get(s.status, ("", "white"))
+        detail = f"[{s.error['code']}] {s.error['message']}" if s.error else (s.output_preview or "")
+        table.add_row(
+            s.key,
+            s.node_type or "",
+            Text(s.status + (" (reused)" if s.reused else ""), style=color),
+            str(s.attempt),
+            "" if s.duration_ms is None else f"{s.duration_ms:g}",
+            (s.input_preview or "")[:60],
+            detail[:200],
+        )
+        if s.usage and "prompt_tokens" in s.usage:
+            metered = (
+                f"{s.usage.get('model')} · {s.usage['prompt_tokens']}+{s.usage.get('completion_tokens', 0)} "
+                f"tokens · {s.usage.get('latency_ms', 0):g} ms · {s.cost_cion:g} C-ION"
             )
-        for s in steps:
-            _, color = MARK.get(s.status, ("", "white"))
-            detail = f"[{s.error['code']}] {s.error['message']}" if s.error else (s.output_preview or "")
-            table.add_row(
-                s.key,
-                s.node_type or "",
-                Text(s.status + (" (reused)" if s.reused else ""), style=color),
-                str(s.attempt),
-                "" if s.duration_ms is None else f"{s.duration_ms:g}",
-                (s.input_preview or "")[:60],
-                detail[:200],
-            )
-            if s.usage and "prompt_tokens" in s.usage:
-                metered = (
-                    f"{s.usage.get('model')} · {s.usage['prompt_tokens']}+{s.usage.get('completion_tokens', 0)} "
-                    f"tokens · {s.usage.get('latency_ms', 0):g} ms · {s.cost_cion:g} C-ION"
-                )
-                table.add_row("", "", "", "", "", Text("usage", style="dim"), Text(metered, style="dim"))
-            for level, line in s.logs or []:
-                table.add_row("", "", "", "", "", Text(level, style="dim"), Text(line, style="dim"))
-        console.print(table)
-        if summary.outputs is not None:
-            console.print("outputs:")
-            console.print_json(json.dumps(summary.outputs, default=str))
+            table.add_row("", "", "", "", "", Text("usage", style="dim"), Text(metered, style="dim"))
+        for level, line in s.logs or []:
+            table.add_row("", "", "", "", "", Text(level, style="dim"), Text(line, style="dim"))
+    console.print(table)
+    if summary.outputs is not None:
+        console.print("outputs:")
+        console.print_json(json.dumps(summary.outputs, default=str))
     return 0
 
 

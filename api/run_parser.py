@@ -1,16 +1,68 @@
 """The arguments of the commands that run flows; their code (api.run_commands) is imported only when one runs,
-so `ionflux validate` and friends do not pay for the database, queue and terminal libraries."""
+so `ionflux validate` and friends do not pay for the database, queue and terminal libraries.
+
+The run commands (run, runs, run-show, cancel, pause, resume, approve, reject, rerun) take ``--server URL`` and
+``--token``: with a server (or IONFLUX_SERVER) they ask its HTTP API (api.remote_commands) instead of opening the
+local database."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import sys
 from collections.abc import Callable
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     return _lazy_from("api.run_commands", name)
+
+
+def server_of(args: argparse.Namespace) -> str:
+    """The server a run command asks: ``--server``, else IONFLUX_SERVER; empty: this machine (``--server ''``
+    runs here although IONFLUX_SERVER is set)."""
+    given = getattr(args, "server", None)
+    return (given if given is not None else os.environ.get("IONFLUX_SERVER", "")).strip()
+
+
+def token_of(args: argparse.Namespace) -> str:
+    """The API token: ``--token``, else IONFLUX_TOKEN (the environment keeps it out of the process list)."""
+    given = getattr(args, "token", None)
+    return (given if given is not None else os.environ.get("IONFLUX_TOKEN", "")).strip()
+
+
+def _run_command(name: str) -> Callable[[argparse.Namespace], int]:
+    """A run command, local or remote, by whether a server is named."""
+    local, remote = _lazy(name), _lazy_from("api.remote_commands", name)
+
+    def run(args: argparse.Namespace) -> int:
+        if server_of(args):
+            return remote(args)
+        if args.token:
+            # a token and no server is a mistake to point out, not a reason to change the local database
+            print(
+                "error[usage]: --token is for a server's API, and no server is named\n"
+                "  hint: add --server URL (or set IONFLUX_SERVER), or drop --token to use this machine's runs",
+                file=sys.stderr,
+            )
+            return 2
+        return local(args)
+
+    return run
+
+
+def _remote_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask this server's HTTP API instead of the local database, e.g. http://127.0.0.1:8080 "
+        "(default: $IONFLUX_SERVER; '' runs here)",
+    )
+    p.add_argument(
+        "--token",
+        help="the API token for --server (default: $IONFLUX_TOKEN, which other users cannot see in the process "
+        "list; `ionflux token create NAME --scope write` on the server makes one)",
+    )
 
 
 def _lazy_from(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -29,41 +81,51 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--detach", action="store_true", help="store and start the run, print its id, do not execute")
     p.add_argument("--timeout", type=float, default=3600.0, help="stop waiting after this many seconds")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default IONFLUX_WORKER_THREADS)")
-    p.set_defaults(func=_lazy("cmd_run"))
+    _remote_options(p)
+    p.set_defaults(func=_run_command("cmd_run"))
 
     p = add("runs", "List recent runs.")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--flow", help="only this flow id")
     p.add_argument("--status", help="only runs with this status")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_lazy("cmd_runs"))
+    _remote_options(p)
+    p.set_defaults(func=_run_command("cmd_runs"))
 
     p = add("run-show", "Show one run: status, timings, errors, step previews and logs.")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of 6+ characters)")
     p.add_argument("--history", action="store_true", help="every attempt of every step, not only the latest")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_lazy("cmd_run_show"))
+    _remote_options(p)
+    p.set_defaults(func=_run_command("cmd_run_show"))
 
     for name, text in (
         ("cancel", "Cancel a run."),
         ("pause", "Pause a run (running steps finish; nothing new starts)."),
         ("resume", "Resume a paused run."),
         ("approve", "Approve (or --reject) the approval step a run waits on."),
+        ("reject", "Reject the approval step a run waits on (the same as approve --reject)."),
         ("rerun", "Re-run a failed or cancelled run from its failed steps (--from: any run from a step)."),
     ):
         p = add(name, text)
         p.add_argument("run_id", metavar="RUN_ID")
         p.add_argument("--detach", action="store_true", help="do not carry the run on in this process")
         p.add_argument("--timeout", type=float, default=3600.0)
-        if name == "approve":
-            p.add_argument("--reject", action="store_true")
+        if name in ("approve", "reject"):
+            if name == "approve":
+                p.add_argument("--reject", action="store_true")
             p.add_argument("--node", help="which approval step, when several wait")
             p.add_argument("--comment")
-            p.add_argument("--by", help="who decides (default: $USER)")
+            p.add_argument("--by", help="who decides (default: $USER; a server records the token's owner)")
         if name == "rerun":
-            p.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
+            version = p.add_mutually_exclusive_group()
+            version.add_argument("--flow", metavar="FILE", help="re-run on this newer version of the flow")
+            version.add_argument(
+                "--version", metavar="VERSION", help="re-run on this stored version of the flow (or `latest`)"
+            )
             p.add_argument("--from", dest="from_step", metavar="STEP", help="re-run from this step and what needs it")
-        p.set_defaults(func=_lazy(f"cmd_{name}"))
+        _remote_options(p)
+        p.set_defaults(func=_run_command(f"cmd_{name}"))
 
     p = add("up", "Start IONFLUX all-in-one (embedded): store the bundled flows, run workers and timers.")
     p.add_argument("--threads", type=int, default=None)
