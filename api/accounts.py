@@ -6,6 +6,9 @@ Tokens carry a scope (``read`` < ``write`` < ``admin``); a browser session is it
 
 Secrets at rest: an API token or a session id is 256 random bits, kept only as its SHA-256 (a fast hash is
 enough for a value nobody can guess); a password is kept as an argon2 hash.
+
+First run (:meth:`Accounts.setup`) is one transaction that holds a lock while it checks that no owner exists and
+creates the first: two concurrent first runs cannot both make an operator.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.errors import IonfluxError
+from engine.store.db import is_postgres
 from engine.store.ids import new_id
 from engine.store.tables import LOCAL_OWNER, api_tokens, audit_log, owners, web_sessions
 
@@ -29,6 +33,8 @@ TOKEN_PREFIX = "ifx_"
 SESSION_DAYS = 14
 _USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per token
 _HASHER = PasswordHasher()
+# the key of the PostgreSQL advisory lock first-run setup holds (any constant; this one spells "ionf")
+SETUP_LOCK = 0x696F6E66
 
 
 class AccessError(IonfluxError):
@@ -64,63 +70,63 @@ class Accounts:
     ) -> str:
         if role not in ("owner", "admin"):
             raise AccessError(f"unknown role {role!r}", hint="owner or admin", code="request.invalid")
-        if password is not None and len(password) < 10:
-            raise AccessError("the password is too short", hint="use 10 characters or more", code="request.invalid")
-        owner_id = new_id()
+        _check_password(password)
+        hashed = _HASHER.hash(password) if password else None  # slow on purpose: before the transaction
         with self.db.begin() as conn:
-            if email and conn.execute(sa.select(owners.c.id).where(owners.c.email == email)).first():
-                raise AccessError(f"an owner with the email {email!r} exists", code="owner.exists")
-            conn.execute(
-                owners.insert().values(
-                    id=owner_id,
-                    name=name,
-                    email=email,
-                    password_hash=_HASHER.hash(password) if password else None,
-                    role=role,
-                    created_at=datetime.now(UTC),
-                )
-            )
-        return owner_id
+            return _insert_owner(conn, name, email, hashed, role)
+
+    def setup(
+        self, name: str, email: str, password: str, *, token: str | None = None
+    ) -> tuple[str, tuple[str, str] | None]:
+        """First run: the first owner (an operator), and an admin token named ``token`` if one is asked for; or
+        ``setup.done`` if an owner exists. -> (owner id, (token id, the token) or None).
+
+        Atomic: one transaction checks and creates under a lock (on SQLite every write transaction holds the
+        database's write lock from its BEGIN IMMEDIATE; on PostgreSQL an advisory lock), so of two first runs at
+        the same time exactly one succeeds."""
+        _check_password(password)
+        if not self.needs_setup():  # a quick refusal, before the slow hash; the check that counts is the locked one
+            raise _setup_done()
+        hashed = _HASHER.hash(password)
+        with self.db.begin() as conn:
+            if is_postgres(self.db):
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SETUP_LOCK)))
+            if _first_owner(conn) is not None:
+                raise _setup_done()
+            owner_id = _insert_owner(conn, name, email, hashed, "admin")
+            issued = _insert_token(conn, owner_id, token, "admin") if token is not None else None
+        return owner_id, issued
 
     def owner(self, owner_id: str) -> dict[str, Any] | None:
         with self.db.connect() as conn:
             row = conn.execute(sa.select(owners).where(owners.c.id == owner_id)).mappings().first()
         return _owner(row) if row else None
 
-    def owners(self) -> list[dict[str, Any]]:
+    def owners(self, *, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """Every owner by id (``limit`` of them after the id ``after``, for a page)."""
+        query = sa.select(owners).order_by(owners.c.id).limit(limit)
+        if after is not None:
+            query = query.where(owners.c.id > after)
         with self.db.connect() as conn:
-            return [_owner(r) for r in conn.execute(sa.select(owners).order_by(owners.c.id)).mappings()]
+            return [_owner(r) for r in conn.execute(query).mappings()]
 
     def needs_setup(self) -> bool:
         """True until the first owner who can sign in exists (the first-run path creates them)."""
         with self.db.connect() as conn:
-            found = conn.execute(sa.select(owners.c.id).where(owners.c.id != LOCAL_OWNER).limit(1)).first()
-        return found is None
+            return _first_owner(conn) is None
 
     # --- tokens -----------------------------------------------------------------------------------------------
 
     def issue_token(self, owner_id: str, name: str, scope: str) -> tuple[str, str]:
         """A new token: (its id, the token itself, shown once and never again)."""
-        if scope not in SCOPES:
-            raise AccessError(f"unknown scope {scope!r}", hint="read, write or admin", code="request.invalid")
-        secret = TOKEN_PREFIX + random.token_urlsafe(32)
-        token_id = new_id()
         with self.db.begin() as conn:
-            conn.execute(
-                api_tokens.insert().values(
-                    id=token_id,
-                    owner_id=owner_id,
-                    name=name,
-                    digest=digest(secret),
-                    prefix=secret[:10],
-                    scope=scope,
-                    created_at=datetime.now(UTC),
-                )
-            )
-        return token_id, secret
+            return _insert_token(conn, owner_id, name, scope)
 
-    def tokens(self, owner_id: str) -> list[dict[str, Any]]:
-        query = sa.select(api_tokens).where(api_tokens.c.owner_id == owner_id).order_by(api_tokens.c.id)
+    def tokens(self, owner_id: str, *, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """The owner's tokens by id, revoked ones too (``limit`` of them after the id ``after``, for a page)."""
+        query = sa.select(api_tokens).where(api_tokens.c.owner_id == owner_id).order_by(api_tokens.c.id).limit(limit)
+        if after is not None:
+            query = query.where(api_tokens.c.id > after)
         with self.db.connect() as conn:
             return [_token(r) for r in conn.execute(query).mappings()]
 
@@ -234,6 +240,55 @@ class Accounts:
                 }
                 for r in rows
             ]
+
+
+def _check_password(password: str | None) -> None:
+    if password is not None and len(password) < 10:
+        raise AccessError("the password is too short", hint="use 10 characters or more", code="request.invalid")
+
+
+def _setup_done() -> AccessError:
+    return AccessError(
+        "this installation has its first owner already",
+        hint="sign in (POST /api/v1/login), or ask an operator to add you (POST /api/v1/owners)",
+        code="setup.done",
+    )
+
+
+def _first_owner(conn: sa.Connection) -> str | None:
+    """An owner besides the local one (the command line's, which cannot sign in), if there is one."""
+    return conn.execute(sa.select(owners.c.id).where(owners.c.id != LOCAL_OWNER).limit(1)).scalar()
+
+
+def _insert_owner(conn: sa.Connection, name: str, email: str | None, hashed: str | None, role: str) -> str:
+    if email and conn.execute(sa.select(owners.c.id).where(owners.c.email == email)).first():
+        raise AccessError(f"an owner with the email {email!r} exists", code="owner.exists")
+    owner_id = new_id()
+    conn.execute(
+        owners.insert().values(
+            id=owner_id, name=name, email=email, password_hash=hashed, role=role, created_at=datetime.now(UTC)
+        )
+    )
+    return owner_id
+
+
+def _insert_token(conn: sa.Connection, owner_id: str, name: str, scope: str) -> tuple[str, str]:
+    if scope not in SCOPES:
+        raise AccessError(f"unknown scope {scope!r}", hint="read, write or admin", code="request.invalid")
+    secret = TOKEN_PREFIX + random.token_urlsafe(32)
+    token_id = new_id()
+    conn.execute(
+        api_tokens.insert().values(
+            id=token_id,
+            owner_id=owner_id,
+            name=name,
+            digest=digest(secret),
+            prefix=secret[:10],
+            scope=scope,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return token_id, secret
 
 
 def _aware(moment: datetime) -> datetime:

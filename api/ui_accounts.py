@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.accounts import SESSION_DAYS, AccessError, Accounts
+from api.accounts import SESSION_DAYS, Accounts
 from api.v1.deps import COOKIE
 
 
@@ -22,10 +22,9 @@ class UiAccounts:
         return self.accounts.needs_setup()
 
     def setup(self, name: str, email: str, password: str) -> str:
-        """The first owner, an operator as ``POST /api/v1/setup`` makes them, signed in at once."""
-        if not self.accounts.needs_setup():
-            raise AccessError("this installation has its first owner", hint="sign in", code="setup.done")
-        self.accounts.create_owner(name, email=email, password=password, role="admin")
+        """The first owner, an operator as ``POST /api/v1/setup`` makes them (atomically: of two first runs at
+        once, one gets ``setup.done``), signed in at once."""
+        self.accounts.setup(name, email, password)
         done = self.accounts.login(email, password)
         assert done is not None  # just created with this password
         return done[0]

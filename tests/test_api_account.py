@@ -1,19 +1,52 @@
-"""The API's front door: first-run setup, tokens (scoped, hashed, revocable, last used), browser sessions with
-CSRF, operators, the audit log, and one error model for every refusal."""
+"""The API's front door: first-run setup (once, even when two arrive at once), tokens (scoped, hashed, revocable,
+last used), browser sessions with CSRF and their cookie's flags, operators, the audit log, lists as pages, and
+one error model for every refusal."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.store.tables import api_tokens
-from tests.api_helpers import Api, api
+from engine.store.tables import LOCAL_OWNER, api_tokens, owners
+from tests.api_helpers import BACKENDS, Api, api
 from tests.runtime_helpers import running
+
+ANA = {"email": "ana@example.com", "password": "ana-password-1"}
+
+
+def walk(a: Api, path: str, who: str = "admin", limit: int = 2) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a list, following ``next_cursor`` ``limit`` items at a time -> (the items, the pages)."""
+    items: list[dict[str, Any]] = []
+    cursor, pages = None, 0
+    while True:
+        joiner = "&" if "?" in path else "?"
+        answer = a.call("GET", f"{path}{joiner}limit={limit}" + (f"&cursor={cursor}" if cursor else ""), who)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert set(body) == {"items", "next_cursor"} and len(body["items"]) <= limit
+        items += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+def sign_in(client: TestClient) -> str:
+    """Sign in as Ana with the session cookie; -> the session's CSRF token."""
+    signed = client.post("/api/v1/login", json=ANA)
+    assert signed.status_code == 200, signed.text
+    return str(signed.json()["csrf"])
+
+
+def cookie_flags(set_cookie: str) -> set[str]:
+    return {part.strip().lower() for part in set_cookie.split(";")[1:]}
 
 
 @pytest.fixture
@@ -36,6 +69,47 @@ def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
         assert again.status_code == 409 and again.json()["error"]["code"] == "setup.done"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_first_runs_at_once_make_one_owner_and_the_other_is_told_why(backend: str, tmp_path: Path) -> None:
+    with running(backend, tmp_path, start=False) as rt, TestClient(create_app(rt)) as client:
+        # Given the first setup held between its check and its insert, until the second has its answer (or 2 s)
+        reached_insert, second_answered = threading.Event(), threading.Event()
+        held: list[int] = []
+
+        def hold_the_first_insert(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO OWNERS") and not held:
+                held.append(threading.get_ident())
+                reached_insert.set()
+                second_answered.wait(2)
+
+        answers: dict[str, Any] = {}
+
+        def setup(name: str) -> None:
+            body = {"name": name, "email": f"{name}@example.com", "password": "a-long-password"}
+            answers[name] = client.post("/api/v1/setup", json=body)
+
+        sa.event.listen(rt.db, "before_cursor_execute", hold_the_first_insert)
+        try:
+            first = threading.Thread(target=setup, args=("ana",))
+            first.start()
+            assert reached_insert.wait(30)
+            # When a second first run arrives in that gap
+            setup("rui")
+            second_answered.set()
+            first.join(30)
+        finally:
+            sa.event.remove(rt.db, "before_cursor_execute", hold_the_first_insert)
+        # Then the first made the owner, and the second waited for it and was refused in the one error model
+        assert answers["ana"].status_code == 201, answers["ana"].text
+        refused = answers["rui"]
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "setup.done" and "first owner" in error["message"] and "login" in error["hint"]
+        with rt.db.connect() as conn:
+            made = conn.execute(sa.select(owners.c.email).where(owners.c.id != LOCAL_OWNER)).scalars().all()
+        assert made == ["ana@example.com"]
+
+
 def test_tokens_are_scoped_hashed_revocable_and_remember_their_last_use(a: Api) -> None:
     made = a.call("POST", "/api/v1/tokens", json={"name": "ci", "scope": "write"})
     assert made.status_code == 201
@@ -44,19 +118,19 @@ def test_tokens_are_scoped_hashed_revocable_and_remember_their_last_use(a: Api) 
         stored = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).mappings().one()
     assert token not in str(dict(stored)) and stored["prefix"] == token[:10]  # only a digest is kept
     assert a.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["scope"] == "write"
-    listed = {t["id"]: t for t in a.call("GET", "/api/v1/tokens", "read").json()}
+    listed = {t["id"]: t for t in a.call("GET", "/api/v1/tokens", "read").json()["items"]}
     assert listed[token_id]["last_used_at"] is not None and "token" not in listed[token_id]
     assert a.call("POST", "/api/v1/tokens", "write", json={"name": "x"}).status_code == 403  # admin scope only
     assert a.call("DELETE", f"/api/v1/tokens/{token_id}").status_code == 204
     refused = a.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "auth.invalid"
     assert a.call("DELETE", f"/api/v1/tokens/{token_id}").status_code == 404
-    actions = [e["action"] for e in a.call("GET", "/api/v1/audit").json()]
+    actions = [e["action"] for e in a.call("GET", "/api/v1/audit").json()["items"]]
     assert actions[:2] == ["token.revoke", "token.create"]
 
 
 def test_another_owners_token_cannot_be_revoked(a: Api) -> None:
-    theirs = a.call("GET", "/api/v1/tokens", "other").json()[0]["id"]
+    theirs = a.call("GET", "/api/v1/tokens", "other").json()["items"][0]["id"]
     gone = a.call("DELETE", f"/api/v1/tokens/{theirs}")
     assert gone.status_code == 404  # not 403: another owner's things do not exist for you
 
@@ -73,8 +147,76 @@ def test_a_browser_session_needs_the_csrf_token_for_changes(a: Api) -> None:
     refused = a.client.post("/api/v1/tokens", json={"name": "t"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "auth.csrf"
     assert a.client.post("/api/v1/tokens", json={"name": "t"}, headers={"X-CSRF-Token": csrf}).status_code == 201
-    assert a.client.post("/api/v1/logout").status_code == 204
+    in_query = a.client.post(f"/api/v1/tokens?csrf={csrf}", json={"name": "t"})  # query strings end up in logs
+    assert in_query.status_code == 403 and in_query.json()["error"]["code"] == "auth.csrf"
+    assert a.client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert a.client.get("/api/v1/me").status_code == 401
+
+
+def test_signing_out_a_browser_session_needs_its_csrf_token_and_a_token_caller_has_none_to_end(a: Api) -> None:
+    # Given Ana signed in with the session cookie
+    csrf = sign_in(a.client)
+    # When another site makes her browser post to logout (the cookie goes along, the CSRF token cannot)
+    forged = a.client.post("/api/v1/logout")
+    # Then it is refused, saying what is missing, and she is still signed in
+    assert forged.status_code == 403, forged.text
+    error = forged.json()["error"]
+    assert error["code"] == "auth.csrf" and "X-CSRF-Token" in error["hint"]
+    assert error["location"] == [{"field": "header.X-CSRF-Token", "message": "missing, or not this session's"}]
+    assert a.client.post("/api/v1/logout", headers={"X-CSRF-Token": "not-hers"}).status_code == 403
+    assert a.client.post(f"/api/v1/logout?csrf={csrf}").status_code == 403  # only the header counts
+    assert a.client.get("/api/v1/me").json()["actor"] == "session"
+    # And with the token it ends the session, and the cookie is cleared
+    ended = a.client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf})
+    assert ended.status_code == 204 and 'ionflux_session=""' in ended.headers["set-cookie"]
+    assert a.client.get("/api/v1/me").status_code == 401
+    # And a caller with an API token (no session) or a stale cookie has nothing to end: 204, no CSRF token needed
+    assert a.call("POST", "/api/v1/logout", "read").status_code == 204
+    a.client.cookies.set("ionflux_session", "expired-or-unknown")
+    assert a.client.post("/api/v1/logout").status_code == 204
+
+
+def test_the_session_cookie_is_secure_over_https_and_http_only_always(a: Api) -> None:
+    app = a.client.app
+    # Over HTTPS the cookie is Secure, HttpOnly and SameSite=Lax
+    over_https = TestClient(app, base_url="https://testserver").post("/api/v1/login", json=ANA)
+    assert over_https.status_code == 200, over_https.text
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= cookie_flags(over_https.headers["set-cookie"])
+    # Over plain HTTP on loopback (`ionflux up` on http://127.0.0.1) it is HttpOnly and SameSite=Lax, but not
+    # Secure: a browser would not send a Secure cookie back over http, and nobody could sign in
+    loopback = TestClient(app, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50000))
+    over_http = loopback.post("/api/v1/login", json=ANA)
+    assert over_http.status_code == 200, over_http.text
+    flags = cookie_flags(over_http.headers["set-cookie"])
+    assert {"httponly", "samesite=lax"} <= flags and "secure" not in flags
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tokens_owners_and_the_audit_log_are_pages(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given Ana with five tokens (three of the fixture's, two made now) and four owners in all
+        for n in range(2):
+            assert a.call("POST", "/api/v1/tokens", json={"name": f"t{n}", "scope": "read"}).status_code == 201
+        # When each list is read two at a time, Then every item comes once, in the list's order
+        tokens, pages = walk(a, "/api/v1/tokens")
+        assert pages == 3 and len({t["id"] for t in tokens}) == 5
+        assert [t["id"] for t in tokens] == sorted(t["id"] for t in tokens)  # oldest first
+        everyone, _ = walk(a, "/api/v1/owners", "operator", limit=3)
+        assert {o["email"] for o in everyone} == {None, "op@example.com", "ana@example.com", "rui@example.com"}
+        entries, pages = walk(a, "/api/v1/audit", limit=1)
+        assert pages == 2 and [e["action"] for e in entries] == ["token.create", "token.create"]
+        assert entries[0]["id"] > entries[1]["id"]  # newest first
+        # And the audit log's older `before=` still pages (deprecated), but not together with a cursor
+        older = a.call("GET", f"/api/v1/audit?before={entries[0]['id']}").json()
+        assert [e["id"] for e in older["items"]] == [entries[1]["id"]] and older["next_cursor"] is None
+        first = a.call("GET", "/api/v1/audit?limit=1").json()
+        both = a.call("GET", f"/api/v1/audit?cursor={first['next_cursor']}&before={entries[0]['id']}")
+        assert both.status_code == 422 and both.json()["error"]["location"][0]["field"] == "query.before"
+        # And a cursor this API did not give, or a page size out of range, is refused saying where
+        for query in ("cursor=%25%25", "limit=0", "limit=201"):
+            bad = a.call("GET", f"/api/v1/tokens?{query}")
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "request.invalid", query
+        assert a.call("GET", "/api/v1/tokens?cursor=%25%25").json()["error"]["location"][0]["field"] == "query.cursor"
 
 
 def test_only_operators_manage_owners(a: Api) -> None:
@@ -84,7 +226,7 @@ def test_only_operators_manage_owners(a: Api) -> None:
     assert made.status_code == 201 and made.json()["can_sign_in"]
     dup = a.call("POST", "/api/v1/owners", "operator", json=body)
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "owner.exists"
-    assert "ze@example.com" in {o["email"] for o in a.call("GET", "/api/v1/owners", "operator").json()}
+    assert "ze@example.com" in {o["email"] for o in a.call("GET", "/api/v1/owners", "operator").json()["items"]}
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import yaml
 from api.settings import Settings
 from engine.dsl.validator import load_flow
 from tests.api_helpers import BACKENDS, Api, api
+from tests.test_api_account import walk
 
 REQUEST = "Every Monday at 8 fetch https://api.example.com/orders and post them to #sales on Slack"
 SESSIONS = "/api/v1/copilot/sessions"
@@ -116,11 +117,11 @@ def test_a_turn_streams_tokens_then_the_proposal_and_the_draft_changes_on_accept
         assert a.call("GET", f"{SESSIONS}/{session}", "read").json()["flow_id"] == flow_id
         again = a.call("POST", SESSIONS, "write", json={"flow_id": flow_id}).json()
         assert again["draft"] == decided.json()["draft"] and again["flow_id"] == flow_id
-        listed = [s["id"] for s in a.call("GET", SESSIONS, "read").json()]
+        listed = [s["id"] for s in a.call("GET", SESSIONS, "read").json()["items"]]
         assert listed == [again["id"], session]
 
         # every decision is in the audit log, with the change, its prompt and its planner
-        audit = a.call("GET", "/api/v1/audit", "read").json()
+        audit = a.call("GET", "/api/v1/audit", "read").json()["items"]
         assert [e["action"] for e in audit[:3]] == ["copilot.save", "copilot.reject", "copilot.accept"]
         accepted = audit[2]
         assert accepted["target"] == change["id"]
@@ -131,6 +132,22 @@ def test_a_turn_streams_tokens_then_the_proposal_and_the_draft_changes_on_accept
             "planner": "offline",
         }
         assert audit[0]["target"] == flow_id and audit[0]["detail"]["version"] == saved.json()["version"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sessions_are_listed_in_pages_newest_first(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given three sessions of Ana's and one of Rui's
+        made = [start(a, title=f"s{n}") for n in range(3)]
+        start(a, "other")
+        # When they are listed two at a time, Then every one of hers comes once, newest first
+        listed, pages = walk(a, SESSIONS, "read")
+        assert [s["id"] for s in listed] == made[::-1] and pages == 2
+        assert [s["title"] for s in listed] == ["s2", "s1", "s0"]
+        # And past what one page may hold (200) the cursor goes on: limit is bounded, not the list
+        assert a.call("GET", f"{SESSIONS}?limit=201", "read").status_code == 422
+        bad = a.call("GET", f"{SESSIONS}?cursor=%25", "read")
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "request.invalid"
 
 
 def test_a_turn_that_proposes_nothing_ends_with_a_reply_event(a: Api) -> None:
@@ -176,7 +193,7 @@ def test_another_owners_sessions_do_not_exist_for_them(a: Api) -> None:
         refused = a.call(method, path, "other", json=body)
         assert refused.status_code == 404, (method, path, refused.text)
         assert refused.json()["error"]["code"] in ("copilot.session_not_found", "flow.not_found")
-    assert a.call("GET", SESSIONS, "other").json() == []
+    assert a.call("GET", SESSIONS, "other").json()["items"] == []
     # and nothing of Ana's changed
     shown = a.call("GET", f"{SESSIONS}/{session}", "read").json()
     assert shown["pending"] == change and len(shown["messages"]) == 4

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from engine.dsl.canonical import to_yaml
+from engine.dsl.validator import load_flow
 from engine.steps.llm import ModelRoute
 from tests.api_helpers import BACKENDS, Api, api
 from tests.runtime_helpers import flow, one_step_flow
@@ -44,6 +48,13 @@ INVALID = flow(
       - {id: b, type: data.set, needs: [nowhere], with: {v: 2}}
     """
 )
+
+
+def as_json(text: str) -> dict[str, Any]:
+    """A flow's YAML as the JSON document a client would send (these test flows read the same in YAML 1.1)."""
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
 
 
 @pytest.fixture
@@ -135,7 +146,7 @@ def test_a_flow_is_saved_shown_versioned_activated_deleted_and_brought_back(back
         assert shown["active_version"] is None and shown["latest_version"] == v1
         assert len(a.call("GET", "/api/v1/flows/daily-digest/versions", "read").json()["items"]) == 2
 
-        actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "read").json()]
+        actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "read").json()["items"]]
         assert actions[:3] == ["flow.save", "flow.delete", "flow.activate"]
         assert {"flow.save", "flow.activate", "flow.deactivate", "flow.delete"} <= set(actions)
 
@@ -287,15 +298,123 @@ def test_bodies_are_capped_and_typed(a: Api) -> None:
     assert odd.status_code == 415 and odd.json()["error"]["code"] == "request.unsupported_media_type"
     binary = a.call("POST", "/api/v1/flows", "write", content=b"\xff\xfe", headers=YAML)
     assert binary.status_code == 422 and binary.json()["error"]["code"] == "request.invalid"
-    missing = a.call("POST", "/api/v1/flows", "write", json={"yml": DIGEST})
-    assert missing.status_code == 422 and missing.json()["error"]["code"] == "request.invalid"
-    assert "body.yaml" in missing.json()["error"]["message"]
+    neither = a.call("POST", "/api/v1/flows", "write", json={"yml": DIGEST}).json()["error"]
+    assert neither["code"] == "request.invalid" and neither["location"][0]["field"] == "body"
+    assert '"fluxgraph": 1' in neither["message"] and '{"yaml": "…"}' in neither["message"]
+    not_text = a.call("POST", "/api/v1/flows", "write", json={"yaml": 5}).json()["error"]
+    assert not_text["code"] == "request.invalid" and "body.yaml" in not_text["message"]
     oversized = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [huge, one_step_flow("small")]}).json()
     assert oversized["results"][0]["error"]["code"] == "request.too_large" and oversized["results"][1]["ok"]
     too_many = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [DIGEST] * 51})
     assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "request.invalid"
     unknown = a.call("GET", "/api/v1/flows/daily-digest/diff?from=bnope", "read")
     assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_flow_sent_as_a_json_document_is_stored_as_yaml_with_the_same_versions(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given the flow sent as the FluxGraph document itself, as JSON
+        first = a.call("POST", "/api/v1/flows", "write", json=as_json(DIGEST))
+        assert first.status_code == 201, first.text
+        v1 = first.json()["version"]
+        # Then it is stored as its canonical YAML (what `ionflux fmt` writes), and exported as YAML
+        canonical = to_yaml(load_flow(DIGEST, registry=a.runtime.orchestrator.registry))
+        assert a.call("GET", "/api/v1/flows/daily-digest", "read").json()["yaml"] == canonical
+        assert a.call("GET", "/api/v1/flows/daily-digest/export", "read").text == canonical
+        # And the same flow sent as YAML, or wrapped, is the same version: nothing new is stored
+        for same in (
+            a.call("POST", "/api/v1/flows", "write", content=DIGEST, headers=YAML),
+            a.call("POST", "/api/v1/flows", "write", json={"yaml": DIGEST}),
+        ):
+            assert same.json() == {"id": "daily-digest", "version": v1, "created": False, "new_version": False}
+        # When the next version comes as JSON too, Then versions and diffs are those of YAML input
+        second = a.call("POST", "/api/v1/flows", "write", json=as_json(DIGEST_V2)).json()
+        assert (
+            second["new_version"] and second["version"] == a.runtime.orchestrator.save_flow(DIGEST_V2, owner=a.owner)[1]
+        )
+        versions = a.call("GET", "/api/v1/flows/daily-digest/versions", "read").json()["items"]
+        assert [v["id"] for v in versions] == [second["version"], v1]
+        diff = a.call("GET", f"/api/v1/flows/daily-digest/diff?from={v1}", "read").json()
+        assert diff["structural"]["added_nodes"] == [{"id": "tell", "type": "data.set"}]
+        assert "+  - id: tell\n" in diff["text"]
+        # And validation takes the same bodies
+        checked = a.call("POST", "/api/v1/flows/validate", "read", json=as_json(DIGEST))
+        assert checked.json() == {"valid": True, "issues": []}
+
+
+def test_a_json_documents_problems_are_located_by_path(a: Api) -> None:
+    # When an invalid flow is sent as a JSON document, Then every issue says where, by JSON path
+    refused = a.call("POST", "/api/v1/flows", "write", json=as_json(INVALID))
+    assert refused.status_code == 422, refused.text
+    [issue] = refused.json()["error"]["location"]["issues"]
+    assert issue["path"] == "nodes[1].needs[0]" and issue["node_id"] == "b" and issue["file"] == "flow.json"
+    assert issue["line"] == 0  # JSON has no lines to give: the path is the location
+    checked = a.call("POST", "/api/v1/flows/validate", "read", json=as_json(INVALID)).json()
+    assert not checked["valid"] and [i["path"] for i in checked["issues"]] == ["nodes[1].needs[0]"]
+    missing = a.call("POST", "/api/v1/flows/validate", "read", json={"fluxgraph": 1, "nodes": []}).json()
+    assert not missing["valid"] and any(i["path"] == "id" for i in missing["issues"])
+    # And JSON the flow's YAML could not hold is refused before validation, saying where and how to fix it
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(70):
+        inner["x"] = {}
+        inner = inner["x"]
+    document = as_json(one_step_flow("deep"))
+    for value, field, why in (
+        (deep, "body.nodes[0].with.v" + ".x" * 60, "nested deeper than 64 levels"),  # as deep as YAML may go
+        (2**70, "body.nodes[0].with.v", "an integer over 64 bits"),
+    ):
+        document["nodes"][0]["with"] = {"v": value}
+        answer = a.call("POST", "/api/v1/flows", "write", json=document)
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "request.invalid" and error["location"] == [{"field": field, "message": why}]
+        assert error["hint"]
+    for body, says in (
+        ('{"fluxgraph": 1, "id": "x",', "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
+        ('{"fluxgraph": 1, "id": "a", "id": "b", "nodes": []}', "the key 'id' is twice in one object"),
+        ('{"fluxgraph": 1, "id": "a", "nodes": [], "x": NaN}', "NaN is not a JSON number"),
+        ('{"fluxgraph": 1, "id": "a", "nodes": [], "x": 1e999}', "body.x: a number too large for a float"),
+        ("[1, 2]", "this is neither"),
+    ):
+        answer = a.call(
+            "POST", "/api/v1/flows/validate", "read", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422 and says in answer.json()["error"]["message"], (body, answer.text)
+
+
+def test_an_agent_type_is_explained_as_the_model_alias_it_is(a: Api) -> None:
+    # Given a node that names an "agent" as a node type, the way the catalog lists agents
+    wrong = one_step_flow("ask-agent").replace("type: data.set", "type: agent.default")
+    # Then the issue says what agents are and how a flow uses one
+    [issue] = a.call("POST", "/api/v1/flows/validate", "read", content=wrong, headers=YAML).json()["issues"]
+    assert issue["code"] == "node.unknown_type" and "registry" not in issue["hint"]
+    assert "IONFLUX_LLM_MODELS" in issue["hint"] and "`with.model`" in issue["hint"] and "llm.complete" in issue["hint"]
+    assert "default" in {agent["name"] for agent in a.call("GET", "/api/v1/catalog/agents", "read").json()}
+
+
+def test_the_schema_documents_both_json_shapes_of_a_flow(a: Api) -> None:
+    paths = a.client.get("/api/openapi.json").json()["paths"]
+    for path in ("/api/v1/flows", "/api/v1/flows/validate"):
+        body = paths[path]["post"]["requestBody"]
+        assert set(body["content"]) == {"application/yaml", "text/plain", "application/json"}
+        shapes = body["content"]["application/json"]["schema"]["anyOf"]
+        assert [s["title"] for s in shapes] == ["FlowDocument", "FlowSource"]
+        assert shapes[0]["required"] == ["fluxgraph", "id", "nodes"] and shapes[1]["required"] == ["yaml"]
+        assert set(body["content"]["application/json"]["examples"]) == {"document", "wrapped"}
+    imported = paths["/api/v1/flows/import"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {s["type"] for s in imported["properties"]["flows"]["items"]["anyOf"]} == {"string", "object"}
+
+
+def test_the_schema_examples_are_flows_that_save(a: Api) -> None:
+    body = a.client.get("/api/openapi.json").json()["paths"]["/api/v1/flows"]["post"]["requestBody"]
+    versions = set()
+    for example in body["content"]["application/json"]["examples"].values():
+        saved = a.call("POST", "/api/v1/flows", "write", json=example["value"])
+        assert saved.status_code == 201, saved.text
+        versions.add(saved.json()["version"])
+    assert len(versions) == 1  # the same flow, either way
 
 
 def test_import_saves_the_valid_flows_and_reports_the_others(a: Api) -> None:
@@ -322,6 +441,24 @@ def test_import_saves_the_valid_flows_and_reports_the_others(a: Api) -> None:
     exported = a.call("GET", "/api/v1/flows/more/export", "read").text
     again = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [exported]}).json()
     assert again["results"][0]["created"] is False  # an export imports back as the same version
+
+
+def test_import_takes_json_documents_too(a: Api) -> None:
+    # When an import mixes YAML text and JSON documents, one of them invalid and one that YAML could not hold
+    big = as_json(one_step_flow("big"))
+    big["nodes"][0]["with"] = {"v": 2**64}
+    flows = [one_step_flow("as-yaml"), as_json(one_step_flow("as-json")), as_json(INVALID), big]
+    report = a.call("POST", "/api/v1/flows/import", "write", json={"flows": flows})
+    # Then each is saved, or reported with where it is wrong
+    assert report.status_code == 200, report.text
+    as_yaml, as_json_, invalid, unkeepable = report.json()["results"]
+    assert as_yaml["ok"] and as_json_["ok"] and as_json_["id"] == "as-json"
+    assert invalid["error"]["code"] == "flow.invalid" and invalid["issues"][0]["path"] == "nodes[1].needs[0]"
+    assert unkeepable["error"]["code"] == "request.invalid"
+    assert unkeepable["error"]["location"] == [
+        {"field": "body.flows[3].nodes[0].with.v", "message": "an integer over 64 bits"}
+    ]
+    assert a.call("GET", "/api/v1/flows/as-json/export", "read").text.startswith("fluxgraph: 1\n")
 
 
 def test_the_catalog_lists_node_types_with_schemas_and_agents_without_keys(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_a_typo_is_diagnosed_verified_applied_and_the_run_resumes(a: Api) -> Non
     assert [v["id"] for v in versions if v["latest"]] == [done["version"]] and len(versions) == 2
 
     # And the owner's audit log says who applied what
-    audit = a.call("GET", "/api/v1/audit", "read").json()
+    audit = a.call("GET", "/api/v1/audit", "read").json()["items"]
     entry = next(e for e in audit if e["action"] == "heal.apply")
     assert entry["target"] == run_id
     assert entry["detail"]["version"] == done["version"] and entry["detail"]["cause"] == "undefined_name"
@@ -202,5 +202,5 @@ def test_a_step_with_outside_effects_is_replayed_only_when_allowed_and_then_audi
         # Allowed, it is sent again (and succeeds now); the audit log says so
         done = a.call("POST", f"/api/v1/runs/{run_id}/heal", "write", json={"allow_effects": True}).json()
         assert done["verified"] is True and server.count(("/orders",)) == 2
-        entries = a.call("GET", "/api/v1/audit", "read").json()
+        entries = a.call("GET", "/api/v1/audit", "read").json()["items"]
         assert any(e["action"] == "heal.replay" and e["target"] == run_id for e in entries), entries

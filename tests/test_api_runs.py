@@ -175,7 +175,7 @@ def test_an_approval_is_approved_or_rejected_with_a_comment(a: Api) -> None:
     assert gate["error"]["code"] == "approval.rejected" and "too much" in gate["error"]["message"]
     again = a.call("POST", f"/api/v1/runs/{yes}/approve", "write")
     assert again.status_code == 409 and again.json()["error"]["code"] == "run.no_pending_approval"
-    actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "read").json()]
+    actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "read").json()["items"]]
     assert actions[:2] == ["run.reject", "run.approve"]
 
 

@@ -15,6 +15,7 @@ from api.settings import Settings
 from api.v1.copilot_tools import jules
 from engine.store.tables import audit_log
 from tests.api_helpers import BACKENDS, Api, api
+from tests.test_api_account import walk
 
 VALUE = "sk-live-DO-NOT-LEAK-4242"
 REQUEST = "Every Monday at 8 fetch https://api.example.com/orders and post them to #sales on Slack"
@@ -37,9 +38,9 @@ def test_a_secret_is_set_listed_and_deleted_by_name_and_its_value_never_shown(ba
         assert replaced.json()["updated_at"] >= made.json()["updated_at"]
         # Then it is listed by name and time; its value is in no answer and no audit entry
         listed = a.call("GET", "/api/v1/secrets", "read")
-        assert [s["name"] for s in listed.json()] == ["slack_bot_token"]
+        assert [s["name"] for s in listed.json()["items"]] == ["slack_bot_token"]
         audit = a.call("GET", "/api/v1/audit", "read")
-        assert [(e["action"], e["target"], e["detail"]) for e in audit.json()[:2]] == [
+        assert [(e["action"], e["target"], e["detail"]) for e in audit.json()["items"][:2]] == [
             ("secret.set", "slack_bot_token", {"created": False}),
             ("secret.set", "slack_bot_token", {"created": True}),
         ]
@@ -51,15 +52,30 @@ def test_a_secret_is_set_listed_and_deleted_by_name_and_its_value_never_shown(ba
         # When it is deleted (admin scope), Then it is gone, and deleting it again is a 404
         assert a.call("DELETE", "/api/v1/secrets/slack_bot_token", "write").status_code == 403
         assert a.call("DELETE", "/api/v1/secrets/slack_bot_token", "admin").status_code == 204
-        assert a.call("GET", "/api/v1/secrets", "read").json() == []
+        assert a.call("GET", "/api/v1/secrets", "read").json() == {"items": [], "next_cursor": None}
         again = a.call("DELETE", "/api/v1/secrets/slack_bot_token", "admin")
         assert again.status_code == 404 and again.json()["error"]["code"] == "secret.not_found"
-        assert a.call("GET", "/api/v1/audit", "read").json()[0]["action"] == "secret.delete"
+        assert a.call("GET", "/api/v1/audit", "read").json()["items"][0]["action"] == "secret.delete"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_secrets_are_listed_in_pages_by_name(backend: str, tmp_path: Path) -> None:
+    with api(backend, tmp_path, start=False) as a:
+        # Given five secrets whose names mix case and underscores (databases disagree on how those sort)
+        names = ["b_key", "B_KEY", "_first", "alpha", "Zeta"]
+        for name in names:
+            assert a.call("PUT", f"/api/v1/secrets/{name}", "write", json={"value": VALUE}).status_code == 200
+        # When they are listed two at a time, Then each comes once, by name, on every backend
+        listed, pages = walk(a, "/api/v1/secrets", "read")
+        assert [s["name"] for s in listed] == sorted(names) and pages == 3
+        assert VALUE not in str(listed)
+        bad = a.call("GET", "/api/v1/secrets?cursor=%25", "read")
+        assert bad.status_code == 422 and bad.json()["error"]["location"][0]["field"] == "query.cursor"
 
 
 def test_each_owner_has_their_own_secrets(a: Api) -> None:
     a.call("PUT", "/api/v1/secrets/api_key", "write", json={"value": VALUE})
-    assert a.call("GET", "/api/v1/secrets", "other").json() == []
+    assert a.call("GET", "/api/v1/secrets", "other").json()["items"] == []
     assert a.call("DELETE", "/api/v1/secrets/api_key", "other").status_code == 404
     theirs = a.call("PUT", "/api/v1/secrets/api_key", "other", json={"value": "theirs"})
     assert theirs.status_code == 200

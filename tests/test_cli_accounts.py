@@ -24,7 +24,7 @@ def test_a_cli_token_works_on_the_api_until_revoked(tmp_path: Path) -> None:
     with Runtime(cfg) as rt, TestClient(create_app(rt)) as client:
         me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200 and me.json()["scope"] == "write" and me.json()["owner"]["id"] == "local"
-        token_id = client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {token}"}).json()[0]["id"]
+        token_id = client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {token}"}).json()["items"][0]["id"]
         assert ionflux(tmp_path, "token", "revoke", token_id).returncode == 0
         assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert ionflux(tmp_path, "token", "revoke", token_id).returncode == 1

@@ -100,7 +100,7 @@ def test_changes_made_from_pages_are_in_the_audit_log(ui: tuple[TestClient, Runt
     answer = client.post("/ui/runs/new?flow=greet-form", data={"name": "Ana"}, headers=HTMX, follow_redirects=False)
     run_id = answer.headers["HX-Redirect"].removeprefix("/ui/runs/")
     client.post("/ui/flows/greet-form/activate", headers=HTMX)
-    log = client.get("/api/v1/audit").json()
+    log = client.get("/api/v1/audit").json()["items"]
     entries = [(e["action"], e["target"], e["actor"]) for e in log]
     assert ("run.start", run_id, "local demo (no sign-in)") in entries
     assert ("flow.activate", "greet-form", "local demo (no sign-in)") in entries

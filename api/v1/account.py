@@ -1,14 +1,20 @@
-"""Owners, tokens, sign-in and the audit log (``/api/v1``)."""
+"""Owners, tokens, sign-in and the audit log (``/api/v1``).
+
+The session cookie is HttpOnly (page scripts cannot read it) and SameSite=Lax (other sites' forms and scripts do
+not carry it), and Secure when the request came over HTTPS, directly or through a TLS proxy whose
+``X-Forwarded-Proto`` uvicorn trusts. Over plain HTTP it cannot be Secure: a browser would not send it back and
+nobody could sign in, so ``ionflux up`` on http://127.0.0.1 works; on loopback the cookie never crosses a network.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.v1.deps import COOKIE, AccountsDep, Admin, Limit, Operator, Reader, who
-from api.v1.errors import ApiError
+from api.v1.deps import COOKIE, AccountsDep, Admin, Cursor, Limit, Operator, Page, Reader, after, check_csrf, page, who
+from api.v1.errors import ApiError, Problem
 
 router = APIRouter(tags=["account"])
 # an address with one @ and no spaces (spelled out: JSON Schema and Python disagree on what \s matches)
@@ -92,21 +98,38 @@ class SetupState(BaseModel):
     needs_setup: bool
 
 
+class TokenPage(Page[TokenOut]):
+    """The owner's tokens (revoked ones too), oldest first."""
+
+
+class OwnerPage(Page[OwnerOut]):
+    """Every owner, oldest first."""
+
+
+class AuditPage(Page[AuditEntry]):
+    """The owner's changes, newest first."""
+
+
 @router.get("/setup", response_model=SetupState)
 def setup_state(accounts: AccountsDep) -> SetupState:
     """Whether this installation still needs its first owner."""
     return SetupState(needs_setup=accounts.needs_setup())
 
 
-@router.post("/setup", response_model=SetupDone, status_code=201)
+@router.post(
+    "/setup",
+    response_model=SetupDone,
+    status_code=201,
+    responses={409: {"model": Problem, "description": "the installation has its first owner already (setup.done)"}},
+)
 def setup(body: Setup, accounts: AccountsDep) -> SetupDone:
-    """First run: create the first owner (an operator) and an admin token. Refused once an owner exists."""
-    if not accounts.needs_setup():
-        raise ApiError(409, "setup.done", "this installation has its first owner", hint="sign in, or ask an operator")
-    owner_id = accounts.create_owner(body.name, email=body.email, password=body.password, role="admin")
-    token_id, secret = accounts.issue_token(owner_id, "first token", "admin")
+    """First run: create the first owner (an operator) and an admin token. Refused once an owner exists; of two
+    calls at the same time, one succeeds and the other is refused."""
+    # a refusal (setup.done) is an AccessError, which the error handlers answer as 409 with its code
+    owner_id, issued = accounts.setup(body.name, body.email, body.password, token="first token")
     owner = accounts.owner(owner_id)
-    assert owner is not None
+    assert owner is not None and issued is not None
+    token_id, secret = issued
     return SetupDone(owner=OwnerOut(**owner), token=IssuedToken(id=token_id, token=secret, scope="admin"))
 
 
@@ -130,10 +153,19 @@ def login(body: Login, request: Request, response: Response, accounts: AccountsD
     return Session(owner=OwnerOut(**owner), csrf=principal.csrf)
 
 
-@router.post("/logout", status_code=204)
+@router.post(
+    "/logout",
+    status_code=204,
+    responses={403: {"model": Problem, "description": "the session cookie came without its X-CSRF-Token"}},
+)
 def logout(request: Request, response: Response, accounts: AccountsDep) -> Response:
+    """End the browser session: it needs the session's CSRF token (``X-CSRF-Token``), like every change made with
+    the cookie, so another site cannot sign a user out. A caller with no live session (an API token, an expired
+    cookie) has nothing to end: 204, and the cookie is cleared."""
     secret = request.cookies.get(COOKIE)
-    if secret:
+    session = accounts.by_session(secret) if secret else None
+    if secret and session is not None:
+        check_csrf(request, session)
         accounts.logout(secret)
     response.delete_cookie(COOKIE, path="/")
     response.status_code = 204
@@ -147,9 +179,12 @@ def me(principal: Reader, accounts: AccountsDep) -> Me:
     return Me(owner=OwnerOut(**owner), scope=principal.scope, actor=principal.actor)
 
 
-@router.get("/tokens", response_model=list[TokenOut])
-def tokens(principal: Reader, accounts: AccountsDep) -> list[TokenOut]:
-    return [TokenOut(**t) for t in accounts.tokens(principal.owner_id)]
+@router.get("/tokens", response_model=TokenPage)
+def tokens(principal: Reader, accounts: AccountsDep, limit: Limit = 50, cursor: Cursor = None) -> TokenPage:
+    """Your tokens, oldest first (never the token itself: only its first characters)."""
+    found = accounts.tokens(principal.owner_id, limit=limit + 1, after=after(cursor))
+    items, next_cursor = page(found, limit, lambda t: str(t["id"]))
+    return TokenPage(items=[TokenOut(**t) for t in items], next_cursor=next_cursor)
 
 
 @router.post("/tokens", response_model=IssuedToken, status_code=201)
@@ -168,9 +203,11 @@ def revoke_token(token_id: str, principal: Admin, accounts: AccountsDep) -> Resp
     return Response(status_code=204)
 
 
-@router.get("/owners", response_model=list[OwnerOut])
-def list_owners(_op: Operator, accounts: AccountsDep) -> list[OwnerOut]:
-    return [OwnerOut(**o) for o in accounts.owners()]
+@router.get("/owners", response_model=OwnerPage)
+def list_owners(_op: Operator, accounts: AccountsDep, limit: Limit = 50, cursor: Cursor = None) -> OwnerPage:
+    """Every owner of this installation, oldest first (operators only)."""
+    items, next_cursor = page(accounts.owners(limit=limit + 1, after=after(cursor)), limit, lambda o: str(o["id"]))
+    return OwnerPage(items=[OwnerOut(**o) for o in items], next_cursor=next_cursor)
 
 
 @router.post("/owners", response_model=OwnerOut, status_code=201)
@@ -182,12 +219,29 @@ def create_owner(body: NewOwner, principal: Operator, accounts: AccountsDep) -> 
     return OwnerOut(**owner)
 
 
-@router.get("/audit", response_model=list[AuditEntry])
+# `before` (an entry id) paged the audit log before every list took `cursor`; kept for the scripts that use it
+Before = Annotated[
+    str | None,
+    Query(max_length=26, deprecated=True, description="deprecated: use `cursor`; an entry id, older entries follow"),
+]
+
+
+@router.get("/audit", response_model=AuditPage)
 def audit(
-    principal: Reader, accounts: AccountsDep, limit: Limit = 50, before: str | None = Query(None, max_length=26)
-) -> list[AuditEntry]:
-    """The owner's changes, newest first (``before``: an entry id, for the next page)."""
-    return [AuditEntry(**e) for e in accounts.audit_log(principal.owner_id, limit, before)]
+    principal: Reader, accounts: AccountsDep, limit: Limit = 50, cursor: Cursor = None, before: Before = None
+) -> AuditPage:
+    """Your changes, newest first."""
+    if cursor is not None and before is not None:
+        raise ApiError(
+            422,
+            "request.invalid",
+            "query: cursor and before both say where to start",
+            hint="send cursor only (before is its deprecated older form)",
+            location=[{"field": "query.before", "message": "not with cursor"}],
+        )
+    found = accounts.audit_log(principal.owner_id, limit + 1, after(cursor) or before)
+    items, next_cursor = page(found, limit, lambda e: str(e["id"]))
+    return AuditPage(items=[AuditEntry(**e) for e in items], next_cursor=next_cursor)
 
 
 __all__ = ["router", "who"]

@@ -2,16 +2,24 @@
 
 A request authenticates with an API token (``Authorization: Bearer ifx_…``) or a browser session cookie
 (``ionflux_session``). A cookie alone never authorises a change: an unsafe method must also echo the session's
-CSRF token in ``X-CSRF-Token`` (or a form's ``csrf`` field), so another site cannot post in the user's name.
+CSRF token in the ``X-CSRF-Token`` header, so another site cannot post in the user's name. The API takes it from
+that header only: a token in the query string would be written to access logs and proxies' logs, and the web UI
+never needs it there (its forms post to ``/ui/…``, which reads the form's ``csrf`` field: ``ui.visitor``).
+
+Lists are pages (:func:`page`): ``limit`` items from an opaque ``cursor``, and the ``next_cursor`` to go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+import base64
+import binascii
+import hmac
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from api.accounts import Accounts, Principal
 from api.v1.errors import ApiError
@@ -41,9 +49,7 @@ def who(
     if found is None and cookie:
         found = accounts(request).by_session(cookie)
         if found is not None and request.method not in SAFE:
-            sent = request.headers.get("x-csrf-token") or request.query_params.get("csrf")
-            if sent != found.csrf:
-                raise ApiError(403, "auth.csrf", "this change needs the session's CSRF token", hint="send X-CSRF-Token")
+            check_csrf(request, found)
     if found is None and getattr(request.app.state, "open_local", False):
         found = _local_demo(request)
     if found is None:
@@ -54,6 +60,20 @@ def who(
             hint="Authorization: Bearer ifx_… (create one with POST /api/v1/tokens, or the first with /api/v1/setup)",
         )
     return found
+
+
+def check_csrf(request: Request, session: Principal) -> None:
+    """Refuse (403 ``auth.csrf``) a change made with a browser session that does not echo its CSRF token."""
+    sent, expected = request.headers.get("x-csrf-token", ""), session.csrf or ""
+    # compare_digest: how long a wrong guess takes to be refused says nothing about the right token
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise ApiError(
+            403,
+            "auth.csrf",
+            "a change made with the session cookie needs the session's CSRF token",
+            hint="send it in the X-CSRF-Token header (the `csrf` of the POST /api/v1/login answer)",
+            location=[{"field": "header.X-CSRF-Token", "message": "missing, or not this session's"}],
+        )
 
 
 LOOPBACK = ("127.", "::1", "localhost")
@@ -113,6 +133,51 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 AccountsDep = Annotated[Accounts, Depends(accounts)]
 
 
+Json = dict[str, Any]
+
+
+# --- pages ----------------------------------------------------------------------------------------------------------
+
 # pages hold 1 to 200 items (declared in the schema, so clients and schemathesis know the bounds)
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
-Json = dict[str, Any]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page (omit it for the first)")
+]
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a list; ``next_cursor`` goes on from its last item."""
+
+    items: list[Item]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: this is the last")
+
+
+def after(cursor: str | None) -> str | None:
+    """The key a cursor carries (None: from the start), refused with 422 if this API did not give it.
+
+    A cursor is the last key of the previous page (an id, a name), base64url-encoded: opaque so that clients pass
+    it back as it is, and so that a list can change what it keys on without breaking them."""
+    if cursor is None:
+        return None
+    try:
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = ""
+    if not value or not value.isprintable():
+        raise ApiError(
+            422,
+            "request.invalid",
+            "query.cursor: not a cursor this API gave",
+            hint="pass next_cursor from the previous page as it is, or leave cursor out for the first page",
+            location=[{"field": "query.cursor", "message": "not a cursor this API gave"}],
+        )
+    return value
+
+
+def page(found: Sequence[Item], limit: int, key: Callable[[Item], str]) -> tuple[list[Item], str | None]:
+    """The first ``limit`` of ``found`` (which was asked for ``limit + 1``, so that one more means there is a
+    next page) and the cursor after the last of them, or None at the end."""
+    items = list(found[:limit])
+    more = len(found) > limit and bool(items)
+    return items, base64.urlsafe_b64encode(key(items[-1]).encode()).decode().rstrip("=") if more else None

@@ -1,36 +1,37 @@
-"""Flows (``/api/v1/flows``): save from YAML, validate, list and search, show, versions and diffs, activate,
-delete (soft), export and import.
+"""Flows (``/api/v1/flows``): save from YAML or JSON, validate, list and search, show, versions and diffs,
+activate, delete (soft), export and import.
 
 Every query is scoped to the caller's owner: another owner's flow, like a deleted one, does not exist here (404,
-never 403). A flow is saved from its YAML, sent as ``application/yaml`` or ``text/plain``, or as JSON
-``{"yaml": "…"}``; an invalid one is refused with every issue located (422, ``error.location.issues``).
+never 403). A flow is sent as YAML (``application/yaml`` or ``text/plain``) or as JSON: the FluxGraph document
+itself, or its YAML wrapped as ``{"yaml": "…"}``. A JSON document is stored as its canonical YAML (what ``ionflux
+fmt`` writes), so versions, diffs and exports are YAML whichever way a flow came, and the same flow gets the same
+version id. An invalid flow is refused with every issue located (422, ``error.location.issues``): by line and
+column in YAML, by path (``nodes[1].needs[0]``) in a JSON document.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from api.accounts import Principal
-from api.v1.deps import AccountsDep, Admin, Limit, Reader, RuntimeDep, Writer
+from api.v1.deps import AccountsDep, Admin, Cursor, Limit, Reader, RuntimeDep, Writer, after, page
 from api.v1.errors import ApiError, ErrorBody
 from api.v1.flow_shapes import (
-    MAX_YAML_BYTES,
+    FLOW_BODY,
+    IMPORT_BODY,
+    YAML_SCHEMA,
     Activate,
     Activation,
     ArmedTrigger,
     DeclaredTrigger,
+    FlowBody,
     FlowDetail,
     FlowDiffOut,
     FlowItem,
     FlowPage,
-    FlowSource,
     Forecast,
     ForecastNode,
     ImportReport,
@@ -39,20 +40,27 @@ from api.v1.flow_shapes import (
     IssueOut,
     SavedFlow,
     StructuralDiff,
+    Submitted,
     TriggerSummary,
     Validation,
     VersionDetail,
     VersionOut,
     VersionPage,
+    document,
+    import_body,
     problems,
+    too_large,
+    too_large_error,
 )
+from engine.dsl.canonical import to_yaml
 from engine.dsl.canonical import version_id as content_id
 from engine.dsl.diff import diff as flow_diff
 from engine.dsl.forecast import flow_forecast
 from engine.dsl.issue import FlowValidationError, Issue
 from engine.dsl.model import FLOW_ID_PATTERN, Flow
-from engine.dsl.validator import check_flow, load_flow
+from engine.dsl.validator import Report, check_data, check_flow, load_data, load_flow
 from engine.errors import IonfluxError
+from engine.nodetypes.registry import Registry
 from engine.runtime import flow_queries
 from engine.runtime.flow_queries import FlowRecord
 from engine.runtime.runtime import Runtime
@@ -60,95 +68,12 @@ from engine.runtime.triggers import Armed
 
 router = APIRouter(prefix="/flows", tags=["flows"])
 
-MAX_JSON_BYTES = 2 * MAX_YAML_BYTES + 1024  # a JSON body carrying one document (escapes make it longer)
-MAX_IMPORT_BYTES = 8 * MAX_YAML_BYTES
 FILE = "flow.yaml"  # the name issues and messages give the submitted document
-YAML_TYPES = frozenset({"", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
-JSON_TYPES = frozenset({"application/json"})
+JSON_FILE = "flow.json"  # … and a document sent as JSON
 
 FlowIdPath = Annotated[str, Path(pattern=FLOW_ID_PATTERN, description="the flow's `id`")]
 VersionPath = Annotated[str, Path(min_length=1, max_length=80, description="a version id (content id)")]
 VersionQuery = Annotated[str | None, Query(min_length=1, max_length=80)]
-
-
-# --- reading bodies -----------------------------------------------------------------------------------------
-
-
-async def _capped(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    too_large = ApiError(413, "request.too_large", f"the body is over {limit:,} bytes", hint="send a smaller body")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _model(kind: type[FlowSource] | type[ImportRequest], body: bytes) -> Any:
-    try:
-        return kind.model_validate_json(body)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
-
-
-def _too_large(text: str) -> bool:
-    return len(text) > MAX_YAML_BYTES or len(text.encode()) > MAX_YAML_BYTES
-
-
-async def flow_text(request: Request) -> str:
-    """The submitted flow document: a YAML body, or JSON ``{"yaml": "…"}``."""
-    media = _media_type(request)
-    if media in JSON_TYPES:
-        text: str = _model(FlowSource, await _capped(request, MAX_JSON_BYTES)).yaml
-        if _too_large(text):
-            raise ApiError(413, "request.too_large", f"the flow is over {MAX_YAML_BYTES:,} bytes")
-        return text
-    if media not in YAML_TYPES:
-        raise ApiError(
-            415,
-            "request.unsupported_media_type",
-            f"a flow is sent as application/yaml, text/plain or application/json, not {media}",
-            hint='e.g. Content-Type: application/yaml, or JSON {"yaml": "…"}',
-        )
-    body = await _capped(request, MAX_YAML_BYTES)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ApiError(422, "request.invalid", f"the flow is not UTF-8 text (byte {e.start})") from None
-
-
-async def import_body(request: Request) -> ImportRequest:
-    if _media_type(request) not in JSON_TYPES:
-        raise ApiError(415, "request.unsupported_media_type", 'an import is JSON: {"flows": ["yaml", …]}')
-    result: ImportRequest = _model(ImportRequest, await _capped(request, MAX_IMPORT_BYTES))
-    return result
-
-
-# routes take the caller before the body: who may not write is refused before their body is read
-FlowText = Annotated[str, Depends(flow_text)]
-# the bodies are read by dependencies (to cap their size first), so their schemas are declared by hand
-_yaml_schema = {"type": "string", "maxLength": MAX_YAML_BYTES, "description": "a FluxGraph document"}
-FLOW_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/yaml": {"schema": _yaml_schema},
-            "text/plain": {"schema": _yaml_schema},
-            "application/json": {"schema": FlowSource.model_json_schema()},
-        },
-    }
-}
-IMPORT_BODY = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": ImportRequest.model_json_schema()}}}
-}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -213,32 +138,27 @@ def _armed(trigger: Armed, request: Request) -> ArmedTrigger:
     )
 
 
-def _encode(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+def _file(source: Submitted) -> str:
+    return FILE if isinstance(source, str) else JSON_FILE
 
 
-def _decode(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        value = ""
-    if not value or not value.isprintable():
-        raise ApiError(
-            422,
-            "request.invalid",
-            "query.cursor: not a cursor this API gave",
-            hint="pass next_cursor from the previous page as it is",
-            location=[{"field": "query.cursor", "message": "not a cursor this API gave"}],
-        )
-    return value
+def _check(source: Submitted, registry: Registry) -> Report:
+    if isinstance(source, str):
+        return check_flow(source, FILE, registry=registry)
+    return check_data(source, JSON_FILE, registry=registry)
 
 
-def _save(runtime: Runtime, who: Principal, text: str) -> SavedFlow:
-    flow = load_flow(text, FILE, registry=runtime.orchestrator.registry)
+def _save(runtime: Runtime, who: Principal, source: Submitted) -> SavedFlow:
+    registry = runtime.orchestrator.registry
+    if isinstance(source, str):
+        text, flow = source, load_flow(source, FILE, registry=registry)
+    else:
+        flow = load_data(source, JSON_FILE, registry=registry)
+        text = to_yaml(flow)  # stored as YAML, like every other version: exports and diffs stay YAML
+        if too_large(text):
+            raise too_large_error()
     live, known = flow_queries.stored(runtime.db, who.owner_id, flow.id, content_id(flow))
-    flow_id, version = runtime.orchestrator.save_flow(text, FILE, who.owner_id)
+    flow_id, version = runtime.orchestrator.save_flow(text, _file(source), who.owner_id)
     return SavedFlow(id=flow_id, version=version, created=not live, new_version=not known)
 
 
@@ -248,22 +168,24 @@ def _save(runtime: Runtime, who: Principal, text: str) -> SavedFlow:
 @router.post(
     "", response_model=SavedFlow, status_code=201, openapi_extra=FLOW_BODY, responses=problems(409, 413, 415, 422)
 )
-def save_flow(who: Writer, text: FlowText, runtime: RuntimeDep, accounts: AccountsDep) -> SavedFlow:
-    """Create a flow, or store a new version of yours (saving a deleted flow's id brings it back)."""
-    saved = _save(runtime, who, text)
+def save_flow(who: Writer, source: FlowBody, runtime: RuntimeDep, accounts: AccountsDep) -> SavedFlow:
+    """Create a flow, or store a new version of yours (saving a deleted flow's id brings it back). Send its YAML, or
+    JSON: the FluxGraph document itself (stored as its canonical YAML) or ``{"yaml": "…"}``."""
+    saved = _save(runtime, who, source)
     accounts.audit(who, "flow.save", saved.id, {"version": saved.version, "created": saved.created})
     return saved
 
 
 @router.post("/validate", response_model=Validation, openapi_extra=FLOW_BODY, responses=problems(413, 415, 422))
-def validate_flow(_who: Reader, text: FlowText, runtime: RuntimeDep) -> Validation:
-    """Validate a flow without saving it: every issue, located (a flow valid here may still be refused if a node
-    type has no executor in this installation; that is reported as the issue ``run.refused``)."""
-    report = check_flow(text, FILE, registry=runtime.orchestrator.registry)
+def validate_flow(_who: Reader, source: FlowBody, runtime: RuntimeDep) -> Validation:
+    """Validate a flow without saving it (the same bodies as saving): every issue, located (a flow valid here may
+    still be refused if a node type has no executor in this installation; that is reported as the issue
+    ``run.refused``)."""
+    report = _check(source, runtime.orchestrator.registry)
     issues = [_issue(i) for i in report.issues]
     if report.ok and report.flow is not None:
         try:
-            runtime.orchestrator.check_runnable(report.flow, FILE)
+            runtime.orchestrator.check_runnable(report.flow, _file(source))
         except IonfluxError as e:
             issues.append(_issue(Issue(e.code, e.message, hint=e.hint)))
     return Validation(valid=not any(i.severity == "error" for i in issues) and report.ok, issues=issues)
@@ -275,13 +197,12 @@ def list_flows(
     runtime: RuntimeDep,
     limit: Limit = 50,
     q: Annotated[str | None, Query(max_length=200, description="in the id, name or description")] = None,
-    cursor: Annotated[str | None, Query(max_length=200, description="from the previous page")] = None,
+    cursor: Cursor = None,
 ) -> FlowPage:
     """Your flows, by id."""
-    found = flow_queries.page(runtime.db, who.owner_id, limit=limit + 1, after=_decode(cursor), q=q)
-    more = len(found) > limit
-    items = [_item(f) for f in found[:limit]]
-    return FlowPage(items=items, next_cursor=_encode(items[-1].id) if more and items else None)
+    found = flow_queries.page(runtime.db, who.owner_id, limit=limit + 1, after=after(cursor), q=q)
+    items, next_cursor = page(found, limit, lambda f: f.id)
+    return FlowPage(items=[_item(f) for f in items], next_cursor=next_cursor)
 
 
 @router.post("/import", response_model=ImportReport, openapi_extra=IMPORT_BODY, responses=problems(413, 415, 422))
@@ -291,15 +212,17 @@ def import_flows(
     """Save several flows: the valid ones are saved, the others reported with their issues (nothing is all or
     nothing: each flow is its own save)."""
     results: list[ImportResult] = []
-    for index, text in enumerate(body.flows):
-        if _too_large(text):
-            message = f"the flow is over {MAX_YAML_BYTES:,} bytes"
-            results.append(
-                ImportResult(index=index, ok=False, error=ErrorBody(code="request.too_large", message=message))
-            )
-            continue
+    for index, source in enumerate(body.flows):
         try:
-            saved = _save(runtime, who, text)
+            if isinstance(source, str) and too_large(source):
+                raise too_large_error()
+            if isinstance(source, dict):
+                source = document(source, f"body.flows[{index}]")
+            saved = _save(runtime, who, source)
+        except ApiError as e:  # too large, or a JSON document that could not be kept as YAML
+            error = ErrorBody(code=e.code, message=e.message, hint=e.hint, location=e.location)
+            results.append(ImportResult(index=index, ok=False, error=error))
+            continue
         except FlowValidationError as e:
             error = ErrorBody(code=e.code, message=e.message, hint=e.hint)
             results.append(ImportResult(index=index, ok=False, error=error, issues=[_issue(i) for i in e.issues]))
@@ -347,19 +270,24 @@ def list_versions(
     who: Reader,
     runtime: RuntimeDep,
     limit: Limit = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="from the previous page")] = None,
+    cursor: Cursor = None,
 ) -> VersionPage:
     """The flow's stored versions, newest first."""
     record = _owned(runtime, who, flow_id)
-    found = flow_queries.versions(runtime.db, flow_id, limit=limit + 1, before=_decode(cursor))
-    items = [
-        VersionOut(
-            id=v.id, created_at=v.created_at, latest=v.id == record.latest_version, active=v.id == record.active_version
-        )
-        for v in found[:limit]
-    ]
-    more = len(found) > limit
-    return VersionPage(items=items, next_cursor=_encode(items[-1].id) if more and items else None)
+    found = flow_queries.versions(runtime.db, flow_id, limit=limit + 1, before=after(cursor))
+    items, next_cursor = page(found, limit, lambda v: v.id)
+    return VersionPage(
+        items=[
+            VersionOut(
+                id=v.id,
+                created_at=v.created_at,
+                latest=v.id == record.latest_version,
+                active=v.id == record.active_version,
+            )
+            for v in items
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{flow_id}/versions/{version}", response_model=VersionDetail, responses=problems(404, 422))
@@ -445,7 +373,7 @@ def delete_flow(flow_id: FlowIdPath, who: Admin, runtime: RuntimeDep, accounts: 
     "/{flow_id}/export",
     response_class=Response,
     responses={
-        200: {"content": {"application/yaml": {"schema": _yaml_schema}}, "description": "the flow's YAML"},
+        200: {"content": {"application/yaml": {"schema": YAML_SCHEMA}}, "description": "the flow's YAML"},
         **problems(404, 422),
     },
 )

@@ -226,7 +226,12 @@ class Checker(ReferenceChecks, FlowChecks):
         guess = self.registry.suggest(name)
         hint = "run `ionflux types` to list the node types"
         if name.startswith("agent."):
-            hint = "agent types come from the agent registry; register the agent first, or " + hint
+            # "agents" are what the catalog calls model aliases, not node types: say how to reach one instead
+            hint = (
+                "no node type starts with `agent.`: an agent is a model alias (built in, or added with "
+                "IONFLUX_LLM_MODELS; the catalog lists them), which an llm.complete, llm.extract or llm.classify "
+                "node names in `with.model`, e.g. `type: llm.complete` with `model: default`"
+            )
         message = f"unknown node type '{name}'" + did_you_mean(guess)
         self.report("node.unknown_type", message, (*site.path, "type"), node_id=site.node.id, hint=hint)
         return None
