@@ -42,7 +42,7 @@ from engine.runtime.secrets import SecretStore
 from engine.runtime.writes import Conflict, Insert, Pending, upsert, writes_for
 from engine.steps.registry import ExecutorRegistry
 from engine.store import ids
-from engine.store.db import is_postgres, utc
+from engine.store.db import is_postgres, reading, utc
 from engine.store.tables import (
     LOCAL_OWNER,
     approvals,
@@ -490,7 +490,7 @@ class Orchestrator:
 
     def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> int:
         now = now or self._now()
-        with self.db.begin() as conn:
+        with reading(self.db) as conn:
             due = conn.execute(
                 sa.select(timers.c.id, timers.c.run_id)
                 .where(timers.c.due_at <= now)
@@ -514,7 +514,7 @@ class Orchestrator:
         return fired
 
     def next_timer_at(self) -> datetime | None:
-        with self.db.begin() as conn:
+        with reading(self.db) as conn:
             return utc(conn.execute(sa.select(sa.func.min(timers.c.due_at))).scalar())
 
     def reconcile(self, now: datetime | None = None) -> int:
@@ -523,10 +523,16 @@ class Orchestrator:
         now = now or self._now()
         dead_before = now - timedelta(seconds=self.config.dead_after_seconds)
         stale_before = now - timedelta(seconds=self.config.requeue_after_seconds)
+        alive = sa.select(workers.c.id).where(workers.c.heartbeat_at >= dead_before)
+        orphaned = sa.and_(run_steps.c.state == "claimed", run_steps.c.worker_id.not_in(alive))
+        stale = sa.and_(run_steps.c.state == "queued", run_steps.c.queued_at < stale_before)
+        long_dead = workers.c.heartbeat_at < now - 10 * timedelta(seconds=self.config.dead_after_seconds)
+        with reading(self.db) as conn:  # the usual answer is "nothing to do": found without the write lock
+            idle = sa.exists(sa.select(run_steps.c.run_id).where(sa.or_(orphaned, stale)))
+            gone = sa.exists(sa.select(workers.c.id).where(long_dead))
+            if not conn.execute(sa.select(sa.or_(idle, gone))).scalar():
+                return 0
         with self.db.begin() as conn:
-            alive = sa.select(workers.c.id).where(workers.c.heartbeat_at >= dead_before)
-            orphaned = sa.and_(run_steps.c.state == "claimed", run_steps.c.worker_id.not_in(alive))
-            stale = sa.and_(run_steps.c.state == "queued", run_steps.c.queued_at < stale_before)
             rows = conn.execute(
                 sa.select(run_steps.c.run_id, run_steps.c.run_attempt, run_steps.c.key, run_steps.c.attempt)
                 .where(sa.or_(orphaned, stale))
@@ -538,11 +544,7 @@ class Orchestrator:
                     .where(*_row_where(row.run_id, row.run_attempt, row.key, row.attempt))
                     .values(state="queued", worker_id=None, queued_at=now)
                 )
-            conn.execute(
-                workers.delete().where(
-                    workers.c.heartbeat_at < now - 10 * timedelta(seconds=self.config.dead_after_seconds)
-                )
-            )
+            conn.execute(workers.delete().where(long_dead))
         for row in rows:
             self.doorbell(row.run_id, row.key, row.attempt)
         return len(rows)

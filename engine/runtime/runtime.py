@@ -42,7 +42,7 @@ from engine.steps.registry import ExecutorRegistry, Integrations
 from engine.steps.sandbox import Sandbox
 from engine.steps.wasm import Resolver, SandboxPolicy
 from engine.store import ids
-from engine.store.db import checkpoint, make_engine, migrate
+from engine.store.db import checkpoint, make_engine, migrate, reading
 from engine.store.tables import runs
 
 log = logging.getLogger("ionflux.runtime")
@@ -308,7 +308,7 @@ class Runtime:
     # --- waiting --------------------------------------------------------------------------------------------
 
     def status(self, run_id: str) -> RunStatus:
-        with self.db.begin() as conn:
+        with reading(self.db) as conn:
             return RunStatus(conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar_one())
 
     def wait(self, run_id: str, timeout: float = 60.0, *, until_idle: bool = True, poll: float = 0.1) -> RunStatus:

@@ -28,7 +28,7 @@ from engine.dsl.model import CronTrigger, Flow, WebhookTrigger
 from engine.errors import IonfluxError
 from engine.steps.bus import matches
 from engine.store import ids
-from engine.store.db import utc
+from engine.store.db import reading, utc
 from engine.store.tables import flows, trigger_inbox, triggers
 
 log = logging.getLogger("ionflux.triggers")
@@ -223,7 +223,7 @@ class Triggers:
 
     def pending(self, limit: int = 100) -> list[str]:
         """Accepted events not started yet, oldest first."""
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             return list(
                 conn.execute(
                     sa.select(trigger_inbox.c.id)
@@ -237,7 +237,7 @@ class Triggers:
 
     def next_wake(self) -> datetime | None:
         """The earliest armed cron fire time (the scheduler sleeps until then)."""
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             at = conn.execute(
                 sa.select(sa.func.min(triggers.c.next_fire_at)).where(triggers.c.kind == "cron", triggers.c.enabled)
             ).scalar()
@@ -247,7 +247,7 @@ class Triggers:
         """Fire every cron trigger that is due at ``now``; -> how many fires were accepted. Safe to call from
         several processes at once: each tick is fired once."""
         now = now or self._now()
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             due = conn.execute(
                 sa.select(triggers)
                 .where(triggers.c.kind == "cron", triggers.c.enabled, triggers.c.next_fire_at <= now)

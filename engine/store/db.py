@@ -7,6 +7,8 @@ transaction starts ``BEGIN IMMEDIATE`` so two threads never deadlock upgrading a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # 40 MB of 4 KiB pages (SQLite's default is 1,000)
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+READ_ONLY = "ionflux_read_only"  # the execution option reading() sets
 
 
 def normalise_url(url: str) -> str:
@@ -55,13 +58,26 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
+            deferred = conn.get_execution_options().get(READ_ONLY)  # reading(): no write lock to take or wait for
             # on the driver's connection: through SQLAlchemy's statement machinery this cost ~0.1 ms per transaction
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            conn.connection.driver_connection.execute("BEGIN" if deferred else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
         return engine
     # no pool_pre_ping (a round trip per checkout): after a database restart the first use of a pooled connection
     # fails, SQLAlchemy invalidates the pool, and the runtime's retry loop (engine.runtime.runtime.retrying) goes on
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for reading only. On SQLite its transaction starts with a plain (deferred) BEGIN, so it neither
+    takes the write lock nor waits for it. Why it matters: the runtime's pollers (timers, the trigger inbox, a
+    waiter) read several times a second, and a transaction holds its lock between statements, which under a
+    CPU-bound step (holding the GIL; a thread gets it back only every 5 ms) lasted milliseconds, making the step's
+    own commit wait. A write on this connection would fail on SQLite (no upgrade from a stale snapshot)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        yield conn
 
 
 def checkpoint(engine: sa.Engine) -> None:
