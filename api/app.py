@@ -3,7 +3,8 @@
 ``POST|PUT /hooks/{token}``: a webhook trigger's delivery. Checked (size, signature, body) and stored in the
 trigger inbox before it is answered ``202`` with the run's id; the run goes on in the workers. A refusal
 answers with the status that says why (404 unknown URL, 413 too large, 401 bad or stale signature, 400 malformed,
-503 secret not set) and a JSON ``{"error": {"code", "message"}}``; nothing is stored.
+429 too many deliveries, 503 secret not set) and the API's one error shape, ``{"error": {"code", "message",
+"hint"}}``, the hint saying how to fix it; nothing is stored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from api import v1
 from api.accounts import Accounts
 from api.body_limit import BodyLimit
 from api.limits import RateLimit
+from api.no_nul import NoNul
 from api.settings import Settings
 from api.ui_accounts import UiAccounts
 from api.ui_heal import UiHealer
@@ -58,6 +60,7 @@ def create_app(
     app.state.ui_settings = UiSettings(app.state.accounts, settings)  # the Settings screen's tokens (ui.settings)
     errors.install(app)
     app.include_router(v1.router())
+    app.add_middleware(NoNul)  # inside BodyLimit: it reads a body already known to be small enough
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
     app.state.ui_visitor = find_visitor  # who is looking at a UI page (session cookie or the open demo)
     app.state.ui_audit = record_change(app.state.accounts)  # pages' changes go into the audit log too
@@ -75,7 +78,12 @@ def create_app(
             with runtime.db.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except Exception:
-            return errors.problem(503, "server.not_ready", "the database does not answer")
+            return errors.problem(
+                503,
+                "server.not_ready",
+                "the database does not answer",
+                "check that the database (IONFLUX_DATABASE_URL) is up and reachable from this server, then ask again",
+            )
         return JSONResponse({"ok": True})
 
     deliveries = RateLimit((settings or Settings()).webhook_rate_per_minute)
@@ -83,20 +91,39 @@ def create_app(
     async def hook(token: str, request: Request) -> JSONResponse:
         wait = deliveries.take(token)
         if wait:  # a sender in a loop (or a flood) cannot start runs faster than the limit
-            answer = _refusal(429, "webhook.rate_limited", "too many deliveries to this webhook URL")
-            answer.headers["Retry-After"] = str(max(1, round(wait)))
+            seconds = max(1, round(wait))
+            answer = _refusal(
+                429,
+                "webhook.rate_limited",
+                "too many deliveries to this webhook URL",
+                f"send it again in {seconds} s (Retry-After); a sender that needs more a minute needs the server's "
+                "IONFLUX_WEBHOOK_RATE_PER_MINUTE raised",
+            )
+            answer.headers["Retry-After"] = str(seconds)
             return answer
+        too_large = (
+            413,
+            "webhook.too_large",
+            f"the body is over {max_body_bytes:,} bytes",
+            "send a smaller body, or raise the server's IONFLUX_MAX_WEBHOOK_BYTES",
+        )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _refusal(413, "webhook.too_large", f"the body is over {max_body_bytes:,} bytes")
+            return _refusal(*too_large)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_body_bytes:
-                return _refusal(413, "webhook.too_large", f"the body is over {max_body_bytes:,} bytes")
+                return _refusal(*too_large)
         trigger = await run_in_threadpool(runtime.triggers.by_token, token)
         if trigger is None or not trigger.config.get("enabled", True):
-            return _refusal(404, "webhook.not_found", "no active webhook trigger has this URL")
+            return _refusal(
+                404,
+                "webhook.not_found",
+                "no active webhook trigger has this URL",
+                "copy the URL from `ionflux triggers` (or the flow's page); a deactivated flow's URL answers 404 "
+                "until it is activated again",
+            )
         delivery = webhooks.Delivery(
             request.method,
             {k.lower(): v for k, v in request.headers.items()},
@@ -106,9 +133,9 @@ def create_app(
         try:
             accepted, run_id = await run_in_threadpool(_accept_and_start, runtime, trigger, delivery)
         except webhooks.Refused as e:
-            return _refusal(e.status, e.code, e.message)
+            return _refusal(e.status, e.code, e.message, HOOK_HINTS.get(e.code, "see the flow's webhook trigger"))
         except IonfluxError as e:  # the trigger's secret is not in the store
-            return _refusal(503, e.code, f"{e.message} ({e.hint})" if e.hint else e.message)
+            return _refusal(503, e.code, e.message, e.hint or "ask the flow's owner to check its webhook trigger")
         return JSONResponse(
             {"accepted": True, "duplicate": accepted.duplicate, "event_id": accepted.inbox_id, "run_id": run_id},
             status_code=202,
@@ -123,7 +150,7 @@ def create_app(
             operation_id=f"webhook_{method.lower()}",
             tags=["webhooks"],
             summary="A webhook trigger's delivery",
-            responses={status: {"model": errors.Problem} for status in (400, 401, 404, 413, 503)},
+            responses={status: {"model": errors.Problem} for status in (400, 401, 404, 413, 422, 429, 503)},
         )
     return app
 
@@ -154,5 +181,18 @@ def _accept_and_start(runtime: Runtime, trigger: Armed, delivery: webhooks.Deliv
     return accepted, run_id
 
 
-def _refusal(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+# what the sender should do about each refusal engine.runtime.webhooks makes (its Refused carries no hint)
+HOOK_HINTS = {
+    "webhook.unsigned": "sign each delivery with the webhook's secret, in the header the flow's trigger names "
+    "(signature.header)",
+    "webhook.bad_signature": "sign the raw body with the same secret the flow's trigger names (`ionflux secrets set "
+    "NAME` on the server) and the trigger's algorithm, encoding and prefix",
+    "webhook.stale": "send a delivery when it is signed: the sender's clock and the server's must agree within the "
+    "trigger's signature.tolerance",
+    "webhook.malformed": "send a body its Content-Type describes (valid JSON for application/json) and, for a "
+    "Stripe-style signature, Stripe-Signature: t=<unix time>,v1=<signature>",
+}
+
+
+def _refusal(status: int, code: str, message: str, hint: str) -> JSONResponse:
+    return errors.problem(status, code, message, hint)

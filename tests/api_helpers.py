@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi.testclient import TestClient
 
@@ -17,6 +17,18 @@ from engine.runtime.runtime import Runtime
 from tests.runtime_helpers import running
 
 BACKENDS = ["embedded", "postgres"]
+
+
+class Answer(Protocol):
+    """What the tests read of a TestClient's response (an httpx or httpx2 one, whichever starlette found)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 @dataclass

@@ -1,12 +1,14 @@
-"""Real services for the tests: a fresh PostgreSQL database and Redis namespace per test.
+"""Real services for the tests: a fresh PostgreSQL database and Redis namespace per test, and the commands some
+tests run (curl, jq).
 
-A service that is not running skips its tests on a laptop, but fails them when ``CI`` is set: CI has every
-service, so a skip there would hide a broken setup.
+A service or command that is missing skips its tests on a laptop, but fails them when ``CI`` is set: CI has every
+one, so a skip there would hide a broken setup.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -34,6 +36,18 @@ def need(host: str, port: int, name: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message}, and CI needs it (see README: services)")
     pytest.skip(message)
+
+
+def need_commands(*names: str) -> None:
+    """Commands a test runs as a user would (curl, jq): a skip on a laptop without them, a failure in CI, which
+    installs them (scripts/system-packages)."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    message = f"{' and '.join(missing)} not on PATH"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}, and CI needs them: bash scripts/system-packages installs them")
+    pytest.skip(f"{message} (bash scripts/system-packages installs them)")
 
 
 @contextmanager

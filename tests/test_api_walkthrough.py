@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.services import free_port
+from tests.services import free_port, need_commands
 
 
 def _walkthrough() -> str:
@@ -26,8 +25,8 @@ def _walkthrough() -> str:
     return found.group(1)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("jq") is None, reason="needs curl and jq")
 def test_the_curl_walkthrough_works_as_written(tmp_path: Path) -> None:
+    need_commands("curl", "jq")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IONFLUX_")}
     env.update(IONFLUX_HOME=str(tmp_path / "home"), IONFLUX_BIND=f"127.0.0.1:{port}", PYTHONPATH=str(ROOT))
@@ -68,3 +67,5 @@ def test_the_curl_walkthrough_works_as_written(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    # `ionflux up` alone keeps the open demo off (./scripts/start turns it on: tests/test_api_edges.py)
+    assert "OPEN DEMO" not in (tmp_path / "server.log").read_text()

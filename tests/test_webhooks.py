@@ -162,24 +162,27 @@ def test_shopify_and_stripe_signatures(rt: Runtime) -> None:
     assert client.post(url, content=event, headers=stripe(now)).json()["duplicate"]  # the event id: same delivery
     stale = client.post(url, content=event, headers=stripe(now - 3600))
     assert stale.status_code == 401 and stale.json()["error"]["code"] == "webhook.stale"
+    assert "signature.tolerance" in stale.json()["error"]["hint"]
     wrong = client.post(url, content=event, headers=stripe(now, "not the secret"))
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "webhook.bad_signature"
     malformed = client.post(url, content=event, headers={"Stripe-Signature": "v1=abc"})
-    assert malformed.status_code == 400
+    assert malformed.status_code == 400 and "Stripe-Signature: t=" in malformed.json()["error"]["hint"]
 
 
 @pytest.mark.parametrize(
-    ("change", "status", "code"),
+    ("change", "status", "code", "hint"),
     [
-        ({"url": "/hooks/not-a-token"}, 404, "webhook.not_found"),
-        ({"drop": "X-Hub-Signature-256"}, 401, "webhook.unsigned"),
-        ({"signature": "sha256=" + "0" * 64}, 401, "webhook.bad_signature"),
-        ({"signature": "md5=abc"}, 401, "webhook.bad_signature"),
-        ({"body": b"{not json"}, 400, "webhook.malformed"),
-        ({"body": b"x" * 2_000_000}, 413, "webhook.too_large"),
+        ({"url": "/hooks/not-a-token"}, 404, "webhook.not_found", "ionflux triggers"),
+        ({"drop": "X-Hub-Signature-256"}, 401, "webhook.unsigned", "signature.header"),
+        ({"signature": "sha256=" + "0" * 64}, 401, "webhook.bad_signature", "same secret"),
+        ({"signature": "md5=abc"}, 401, "webhook.bad_signature", "prefix"),
+        ({"body": b"{not json"}, 400, "webhook.malformed", "valid JSON"),
+        ({"body": b"x" * 2_000_000}, 413, "webhook.too_large", "IONFLUX_MAX_WEBHOOK_BYTES"),
     ],
 )
-def test_refused_deliveries_store_nothing(rt: Runtime, change: dict[str, Any], status: int, code: str) -> None:
+def test_refused_deliveries_store_nothing_and_say_how_to_fix_them(
+    rt: Runtime, change: dict[str, Any], status: int, code: str, hint: str
+) -> None:
     url = change.get("url") or arm(rt, GITHUB)
     body = change.get("body", json.dumps({"action": "opened", "number": 1}).encode())
     signature = change.get("signature") or "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -187,6 +190,7 @@ def test_refused_deliveries_store_nothing(rt: Runtime, change: dict[str, Any], s
     headers.pop(change.get("drop", ""), None)
     answer = TestClient(create_app(rt)).post(url, content=body, headers=headers)
     assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
+    assert hint in answer.json()["error"]["hint"]
     assert stored(rt) == 0
 
 
@@ -195,6 +199,7 @@ def test_a_missing_secret_is_a_503_naming_it(rt: Runtime) -> None:
     rt.orchestrator.secrets.delete("hook_key")
     answer = TestClient(create_app(rt)).post(url, content=b"{}", headers={"X-Hub-Signature-256": "sha256=00"})
     assert answer.status_code == 503 and "hook_key" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["hint"] == "ionflux secrets set hook_key"
     assert stored(rt) == 0
 
 
@@ -241,5 +246,6 @@ def test_a_webhook_url_is_rate_limited_with_retry_after(rt: Runtime) -> None:
     ]
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert answers[2].json()["error"]["code"] == "webhook.rate_limited" and int(answers[2].headers["Retry-After"]) >= 1
+    assert f"in {answers[2].headers['Retry-After']} s" in answers[2].json()["error"]["hint"]
     other = client.post("/hooks/another-token", content=b"{}")
     assert other.status_code == 404  # the limit is per URL

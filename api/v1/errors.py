@@ -45,6 +45,11 @@ EXACT = {
     "copilot.no_valid_flow": 422,
 }
 SUFFIX = {"not_found": 404, "invalid": 422, "exists": 409, "refused": 409, "conflict": 409}
+# the router's own refusals: no route, or not this method
+ROUTING = {
+    404: ("route.not_found", "the API's routes are listed at /api/docs (the schema: /api/openapi.json)"),
+    405: ("route.method_not_allowed", "the Allow header lists the methods this route takes"),
+}
 
 
 class ErrorBody(BaseModel):
@@ -121,11 +126,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "route.not_found", 405: "route.method_not_allowed"}.get(e.status_code, "http.error")
-        return problem(e.status_code, code, str(e.detail))
+        code, hint = ROUTING.get(e.status_code, ("http.error", ""))
+        answer = problem(e.status_code, code, str(e.detail), hint)
+        answer.headers.update(e.headers or {})  # a 405's Allow
+        return answer
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         incident = new_id()
         log.exception("unexpected error %s on %s %s", incident, request.method, request.url.path)
-        return problem(500, "server.error", f"an unexpected error ({incident}); it is in the server's log")
+        return problem(
+            500,
+            "server.error",
+            f"an unexpected error ({incident}); it is in the server's log",
+            f"try again; if it persists, give the server's operator the incident id {incident}",
+        )

@@ -92,13 +92,29 @@ class RunEventOut(BaseModel):
     steps: list[StepChangeOut] = Field(description="the steps the event changed")
 
 
+# one message of the stream (OpenAPI 3.1 has no word for a stream's items; 3.2's `itemSchema` is this, and tools
+# such as schemathesis read an event stream's `schema` as each event's)
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "the kind: run_started, step_succeeded, …, llm.token, end"},
+        "id": {"type": "string", "description": "a recorded event's seq (a run's stream) or cursor (the owner's)"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "a RunEventOut (`x-event-data`); `end`: {run_id, status, seq}; `llm.token`: the token",
+        },
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 def _sse_doc(what: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": what,
-            "content": {
-                "text/event-stream": {"schema": {"type": "string"}, "x-event-data": RunEventOut.model_json_schema()}
-            },
+            "content": {"text/event-stream": {"schema": SSE_EVENT, "x-event-data": RunEventOut.model_json_schema()}},
         },
         404: {"model": Problem},
         422: {"model": Problem},
@@ -158,7 +174,13 @@ async def owner_events(
         feed = OwnerFeed(runtime.orchestrator, principal.owner_id, at, settle=settings.settle_seconds)
     else:
         if since is not None and since.tzinfo is None:
-            raise ApiError(422, "request.invalid", "since needs a time zone, e.g. 2026-01-31T09:00:00Z")
+            raise ApiError(
+                422,
+                "request.invalid",
+                "since needs a time zone, e.g. 2026-01-31T09:00:00Z",
+                hint="end the time with Z (UTC) or an offset such as +01:00",
+                location=[{"field": "since", "message": "no time zone"}],
+            )
         start = since or datetime.now(UTC) - timedelta(seconds=settings.settle_seconds)
         feed = OwnerFeed.starting(runtime.orchestrator, principal.owner_id, start, settle=settings.settle_seconds)
     return EventSourceResponse(
@@ -283,6 +305,7 @@ def _seq(last_event_id: str | None) -> int:
             422,
             "events.cursor_invalid",
             f"Last-Event-ID {last_event_id[:40]!r} is not an event id of this run's stream (its seq)",
+            hint="send the id of the last event received (a number), or none to start from the first",
             location=[{"field": "Last-Event-ID", "message": "not a seq"}],
         )
     return int(last_event_id)

@@ -210,7 +210,12 @@ def step_output(run_id: RunId, key: StepKeyPath, principal: Reader, runtime: Run
     step_key = _step_key(state, key)
     step = state.step(step_key)
     if step.status is not StepStatus.SUCCEEDED:
-        raise ApiError(404, "step.output_not_found", f"step {key!r} of run {run_id} has no output: it is {step.status}")
+        raise ApiError(
+            404,
+            "step.output_not_found",
+            f"step {key!r} of run {run_id} has no output: it is {step.status}",
+            hint=f"a step has an output once it succeeded; GET /api/v1/runs/{run_id} shows where each step is",
+        )
     return StepPayload(run_id=run_id, step=str(step_key), attempt=step.attempt, value=step.output)
 
 
@@ -260,7 +265,12 @@ def resume(run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: Acco
     """Resume a paused run."""
     state = _state(runtime, principal, run_id)
     if not state.paused or state.status.finished:
-        raise ApiError(409, "run.not_paused", f"run {run_id} is {state.status}, not paused")
+        raise ApiError(
+            409,
+            "run.not_paused",
+            f"run {run_id} is {state.status}, not paused",
+            hint=f"only a paused run resumes; a failed or cancelled one re-runs: POST /api/v1/runs/{run_id}/rerun",
+        )
     runtime.orchestrator.resume(run_id)
     accounts.audit(principal, "run.resume", run_id)
     return _done(runtime, run_id)
@@ -313,6 +323,7 @@ def rerun(
                 422,
                 "run.version_invalid",
                 f"{version!r} is not a version of flow {flow_id!r}",
+                hint=f"GET /api/v1/flows/{flow_id}/versions lists them (or send `latest`)",
                 location=[{"field": "version", "message": "not a version of the run's flow"}],
             )
     runtime.orchestrator.rerun(run_id, version, from_node)
@@ -362,7 +373,12 @@ def _state(runtime: Runtime, principal: Principal, run_id: str) -> RunState:
 
 def _not_finished(state: RunState, what: str) -> None:
     if state.status.finished:
-        raise ApiError(409, "run.finished", f"run {state.run_id} has finished ({state.status}): it cannot be {what}")
+        raise ApiError(
+            409,
+            "run.finished",
+            f"run {state.run_id} has finished ({state.status}): it cannot be {what}",
+            hint=f"re-run it instead: POST /api/v1/runs/{state.run_id}/rerun",
+        )
 
 
 def _from_node(runtime: Runtime, state: RunState, from_step: str) -> str:
@@ -388,7 +404,12 @@ def _step_key(state: RunState, key: str) -> StepKey:
     except ValueError:
         parsed = None
     if parsed is None or parsed not in state.steps:
-        raise ApiError(404, "step.not_found", f"run {state.run_id} has no step {key!r}")
+        raise ApiError(
+            404,
+            "step.not_found",
+            f"run {state.run_id} has no step {key!r}",
+            hint=f"name a step as GET /api/v1/runs/{state.run_id} lists them (`node`, or `loop[2].node`)",
+        )
     return parsed
 
 
@@ -432,6 +453,7 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
             422,
             "request.invalid",
             f"{name} needs a time zone, e.g. 2026-01-31T09:00:00Z",
+            hint="end the time with Z (UTC) or an offset such as +01:00",
             location=[{"field": name, "message": "no time zone"}],
         )
     return value
