@@ -133,11 +133,15 @@ def setup(body: Setup, accounts: AccountsDep) -> SetupDone:
     return SetupDone(owner=OwnerOut(**owner), token=IssuedToken(id=token_id, token=secret, scope="admin"))
 
 
-@router.post("/login", response_model=Session, responses={401: {"description": "wrong email or password"}})
+@router.post(
+    "/login", response_model=Session, responses={401: {"model": Problem, "description": "wrong email or password"}}
+)
 def login(body: Login, request: Request, response: Response, accounts: AccountsDep) -> Session:
     done = accounts.login(body.email, body.password)
     if done is None:
-        raise ApiError(401, "auth.invalid", "wrong email or password")
+        raise ApiError(
+            401, "auth.invalid", "wrong email or password", hint="check both, or ask an operator to reset it"
+        )
     secret, principal = done
     response.set_cookie(
         COOKIE,
@@ -198,7 +202,9 @@ def new_token(body: NewToken, principal: Admin, accounts: AccountsDep) -> Issued
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, principal: Admin, accounts: AccountsDep) -> Response:
     if not accounts.revoke(principal.owner_id, token_id):
-        raise ApiError(404, "token.not_found", f"no active token {token_id!r} of yours")
+        raise ApiError(
+            404, "token.not_found", f"no active token {token_id!r} of yours", hint="GET /api/v1/tokens lists yours"
+        )
     accounts.audit(principal, "token.revoke", token_id)
     return Response(status_code=204)
 

@@ -182,6 +182,23 @@ def show_session(session_id: SessionId, principal: Reader, jules: JulesDep) -> S
 # --- a turn ---------------------------------------------------------------------------------------------------------
 
 
+#: one Server-Sent Event of a turn (what an event-stream client reads: its name, and its data as JSON text)
+TURN_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "retry", "token", "proposal", "reply", "error", "done"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "status/retry/token: {text}; proposal/reply: a TurnOut; error: {code, message, hint}; "
+            "done: {}",
+        },
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 @router.post(
     "/copilot/sessions/{session_id}/messages",
     response_model=TurnOut,
@@ -190,7 +207,7 @@ def show_session(session_id: SessionId, principal: Reader, jules: JulesDep) -> S
         200: {
             "description": "the turn: Server-Sent Events by default (status, retry, token, then proposal or reply, "
             "then done); one JSON answer with `Accept: application/json`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": TURN_EVENT}},
         },
     },
 )

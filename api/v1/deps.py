@@ -104,7 +104,12 @@ def _local_demo(request: Request) -> Principal | None:
 def _from_token(request: Request, bearer: HTTPAuthorizationCredentials) -> Principal | None:
     found = accounts(request).by_token(bearer.credentials)
     if found is None:
-        raise ApiError(401, "auth.invalid", "this API token is not valid (unknown or revoked)")
+        raise ApiError(
+            401,
+            "auth.invalid",
+            "this API token is not valid (unknown or revoked)",
+            hint="create a token (POST /api/v1/tokens, or `ionflux token create`) or sign in again",
+        )
     return found
 
 
@@ -113,7 +118,12 @@ def scope(needed: str) -> Callable[..., Principal]:
 
     def check(principal: Annotated[Principal, Depends(who)]) -> Principal:
         if not principal.allows(needed):
-            raise ApiError(403, "auth.forbidden", f"this needs the {needed} scope; the token has {principal.scope}")
+            raise ApiError(
+                403,
+                "auth.forbidden",
+                f"this needs the {needed} scope; the token has {principal.scope}",
+                hint=f"ask with a token of the {needed} scope",
+            )
         return principal
 
     return check
@@ -121,7 +131,12 @@ def scope(needed: str) -> Callable[..., Principal]:
 
 def operator(principal: Annotated[Principal, Depends(scope("admin"))]) -> Principal:
     if principal.role != "admin":
-        raise ApiError(403, "auth.forbidden", "only an operator (an owner with the admin role) may do this")
+        raise ApiError(
+            403,
+            "auth.forbidden",
+            "only an operator (an owner with the admin role) may do this",
+            hint="ask an operator of this installation",
+        )
     return principal
 
 

@@ -12,7 +12,7 @@ column in YAML, by path (``nodes[1].needs[0]``) in a JSON document.
 from __future__ import annotations
 
 import difflib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -22,7 +22,6 @@ from api.v1.errors import ApiError, ErrorBody
 from api.v1.flow_shapes import (
     FLOW_BODY,
     IMPORT_BODY,
-    YAML_SCHEMA,
     Activate,
     Activation,
     ArmedTrigger,
@@ -369,11 +368,18 @@ def delete_flow(flow_id: FlowIdPath, who: Admin, runtime: RuntimeDep, accounts: 
     return Response(status_code=204)
 
 
+#: what the exported YAML parses to (a client reading application/yaml gets the document, not a string)
+EXPORTED: dict[str, Any] = {
+    "type": "object",
+    "description": "a FluxGraph document (`ionflux schema` prints its schema)",
+}
+
+
 @router.get(
     "/{flow_id}/export",
     response_class=Response,
     responses={
-        200: {"content": {"application/yaml": {"schema": YAML_SCHEMA}}, "description": "the flow's YAML"},
+        200: {"content": {"application/yaml": {"schema": EXPORTED}}, "description": "the flow's YAML"},
         **problems(404, 422),
     },
 )
