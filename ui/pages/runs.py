@@ -7,8 +7,8 @@ steps, its actions), kept live by Server-Sent Events that carry HTML.
   run's seq, so htmx's reconnect with ``Last-Event-ID`` resumes with nothing lost or repeated): an activity line,
   and with the newest event of each read out-of-band swaps of the run's state (head, graph, steps, actions).
   It ends with a ``done`` event once the run has finished.
-- ``POST /ui/runs/{id}/{cancel|pause|resume|approve|reject|rerun}`` act on the run and answer an HTML message;
-  a refusal is a readable sentence with its code (409), never a stack trace.
+- ``POST /ui/runs/{id}/{cancel|pause|resume|approve|reject|rerun}`` act on the run and answer an HTML message
+  (the run's state reaches the page through its stream only: one ordered writer, never a stale one); a refusal is a readable sentence with its code (409), never a stack trace.
 - ``POST /ui/runs/{id}/heal`` ("Ask Jules to fix", on a failed run) answers Jules's diagnosis, the fix as a diff and
   its proof by replay (``ui.healer``); ``POST /ui/runs/{id}/heal/apply`` resumes the run with that fix (or as it
   is). A re-run or a resume from the page follows the run again from the event its first stream ended on.
@@ -418,7 +418,10 @@ def act(
     html = f'<p class="notice" role="status">{done}</p>'
     if action == "rerun":  # the page's stream ended with the run: follow it again
         return HTMLResponse(html + _resumed(runtime, who, run_id, before))
-    html += templates.get_template("run_state.html").render(oob=True, **_run_context(runtime, who, run_id))
+    # No state here: every action records an event, and the page's live stream (open: the run has not finished)
+    # brings it with the run's state, in seq order. A state rendered here could arrive after a newer one the
+    # stream had already swapped in (an approval whose next step finished within milliseconds) and leave the page
+    # showing "running" for a run that had succeeded, its stream closed.
     return HTMLResponse(html)
 
 
