@@ -8,7 +8,8 @@ steps, its actions), kept live by Server-Sent Events that carry HTML.
   and with the newest event of each read out-of-band swaps of the run's state (head, graph, steps, actions).
   It ends with a ``done`` event once the run has finished.
 - ``POST /ui/runs/{id}/{cancel|pause|resume|approve|reject|rerun}`` act on the run and answer an HTML message
-  (the run's state reaches the page through its stream only: one ordered writer, never a stale one); a refusal is a readable sentence with its code (409), never a stack trace.
+  (the run's state reaches the page through its stream only: one ordered writer, never a stale one); a refusal
+  is a readable sentence with its code (409), never a stack trace.
 - ``POST /ui/runs/{id}/heal`` ("Ask Jules to fix", on a failed run) answers Jules's diagnosis, the fix as a diff and
   its proof by replay (``ui.healer``); ``POST /ui/runs/{id}/heal/apply`` resumes the run with that fix (or as it
   is). A re-run or a resume from the page follows the run again from the event its first stream ended on.
