@@ -29,6 +29,7 @@ from api.run_commands import (
     UNREACHABLE,
     _error,
     _parse_input,
+    guarded,
     render_report,
     render_run,
     render_runs,
@@ -77,14 +78,9 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
         except RemoteError as e:  # no answer, or not the API's
             _error(console, e)
             return UNREACHABLE
-        except (IonfluxError, FlowValidationError) as e:
-            return _error(console, e)
-        except OSError as e:
-            console.print(Text(f"error[file.unreadable]: {e.filename or ''}: {e.strerror}", style="red"))
-            return 2
 
     run.__name__ = command.__name__
-    return run
+    return guarded(run)  # the rest as locally: a user's error (a flow, a file) with its message and hint
 
 
 def _also(args: argparse.Namespace) -> str:

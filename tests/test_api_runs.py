@@ -128,7 +128,7 @@ def test_runs_are_listed_newest_first_with_filters_and_a_cursor(a: Api) -> None:
     assert a.call("GET", "/api/v1/runs?status=exploded", "read").status_code == 422
     assert a.call("GET", "/api/v1/runs?since=2026-01-01T00:00:00", "read").json()["error"]["code"] == "request.invalid"
     bad = a.call("GET", "/api/v1/runs?cursor=not-a-cursor", "read")
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "runs.cursor_invalid"
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "request.invalid"
 
 
 def test_another_owners_runs_do_not_exist_and_scopes_decide_who_acts(a: Api) -> None:

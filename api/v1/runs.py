@@ -9,8 +9,6 @@ that does not apply to the run as it stands is refused with 409 and a code that 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,7 +16,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.accounts import Principal
-from api.v1.deps import AccountsDep, Limit, Reader, RuntimeDep, Writer
+from api.v1.deps import AccountsDep, Limit, Page, Reader, RuntimeDep, Writer, after, page
 from api.v1.errors import ApiError, Problem
 from engine.core.state import RunState, RunStatus, StepKey, StepStatus
 from engine.dsl.inputs import RunInputError
@@ -66,9 +64,8 @@ class RunOut(BaseModel):
     parent_run_id: str | None
 
 
-class RunPage(BaseModel):
-    items: list[RunOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page; null: no more")
+class RunPage(Page[RunOut]):
+    """Runs, newest first."""
 
 
 class StepOut(BaseModel):
@@ -182,10 +179,10 @@ def list_runs(
     cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
     """Your runs, newest first."""
-    where = owned_runs.RunFilter(flow, status, _aware(since, "since"), _aware(until, "until"), _decode(cursor))
+    where = owned_runs.RunFilter(flow, status, _aware(since, "since"), _aware(until, "until"), after(cursor))
     found = owned_runs.page(runtime.db, principal.owner_id, where, limit + 1)
-    items = [_run_out(s) for s in found[:limit]]
-    return RunPage(items=items, next_cursor=_encode(items[-1].id) if len(found) > limit else None)
+    items, next_cursor = page([_run_out(s) for s in found], limit, lambda run: run.id)
+    return RunPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
@@ -457,25 +454,3 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
             location=[{"field": name, "message": "no time zone"}],
         )
     return value
-
-
-def _encode(run_id: str) -> str:
-    return base64.urlsafe_b64encode(run_id.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        run_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        run_id = ""
-    if len(run_id) != 26 or not run_id.isalnum():
-        raise ApiError(
-            422,
-            "runs.cursor_invalid",
-            "the cursor is not one this server gave",
-            hint="pass next_cursor from the previous page as it is",
-            location=[{"field": "cursor", "message": "not a cursor"}],
-        )
-    return run_id
