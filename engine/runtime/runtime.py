@@ -42,7 +42,7 @@ from engine.steps.registry import ExecutorRegistry, Integrations
 from engine.steps.sandbox import Sandbox
 from engine.steps.wasm import Resolver, SandboxPolicy
 from engine.store import ids
-from engine.store.db import checkpoint, make_engine, migrate, reading
+from engine.store.db import Checkpoints, make_engine, migrate, reading
 from engine.store.tables import runs
 
 log = logging.getLogger("ionflux.runtime")
@@ -53,7 +53,6 @@ T = TypeVar("T")
 RECORD_PATIENCE_SECONDS = 300.0
 EVENT_SYNC_SECONDS = 2.0
 # how soon an event another process accepted (``ionflux publish``) is started
-CHECKPOINT_SECONDS = 1.0  # SQLite: the log copied into the database file off the steps' path (store.db.checkpoint)
 INBOX_POLL_SECONDS = 1.0  # how soon a newly activated event trigger starts consuming
 
 
@@ -106,6 +105,7 @@ class Runtime:
     ) -> None:
         self.config = config
         self.db = make_engine(config.database_url, pool_size=config.worker_threads + 4)
+        self.checkpoints = Checkpoints(self.db)
         config.blob_dir.mkdir(parents=True, exist_ok=True)
         retrying(lambda: migrate(self.db), patience=30)
         # the event bus: event.publish, event triggers and live run views (LLM tokens) share it
@@ -244,7 +244,7 @@ class Runtime:
                 log.warning("heartbeat: %s: %s", type(e).__name__, e)
 
     def _tick(self) -> None:
-        last_reconcile = last_sync = last_inbox = last_checkpoint = 0.0
+        last_reconcile = last_sync = last_inbox = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             # each duty on its own: one that fails (the NATS server away) must not stop the others
@@ -262,9 +262,8 @@ class Runtime:
                 last_inbox = now
             if self._to_release:
                 ok &= self._duty("releases", self._release_pending)
-            if now - last_checkpoint >= CHECKPOINT_SECONDS:
-                ok &= self._duty("checkpoint", lambda: checkpoint(self.db))
-                last_checkpoint = now
+            if self.checkpoints.due():  # SQLite: the log copied into the database file off the steps' path
+                ok &= self._duty("checkpoint", self.checkpoints.run_if_due)
             if now - last_reconcile >= max(self.config.heartbeat_seconds, 1.0):
                 ok &= self._duty("reconciler", self.orchestrator.reconcile)
                 last_reconcile = now
