@@ -31,6 +31,10 @@ class Proxy:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, set()
         if listener is not None:
+            # shutdown first: close() alone leaves a thread blocked in accept() holding the port open, so one more
+            # connection could slip through and restore() could find the port still in use
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for s in sockets:
             with contextlib.suppress(OSError):
@@ -50,6 +54,10 @@ class Proxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._listener is not listener:  # cut while connecting: refuse it like the rest
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
