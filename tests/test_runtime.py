@@ -461,7 +461,10 @@ def test_steps_claimed_by_a_dead_worker_are_requeued(rt: Runtime) -> None:
     rt.orchestrator.doorbell = lambda *message: None
     run_id = rt.orchestrator.start_run(version)
     ghost = Orchestrator(rt.db, rt.config, rt.orchestrator.registry, rt.orchestrator.executors, "ghost-worker")
-    assert ghost.claim(run_id, "a", 1) is not None  # claimed, then the ghost "dies" (never heartbeats)
+    assert ghost.claim(run_id, "a", 1) is not None  # claimed...
+    assert ghost.claim(run_id, "a", 1, frozenset({f"{run_id}/a#1"})) is None  # not twice while it runs it...
+    assert ghost.claim(run_id, "a", 1) is not None  # ...but its own claim is free to it otherwise (given back)
+    # then the ghost "dies" (never heartbeats)
     assert rt.orchestrator.claim(run_id, "a", 1) is None  # a live claim is respected...
     rt.orchestrator.doorbell = rt.doorbell.ring
     assert rt.wait(run_id, 15) is RunStatus.SUCCEEDED  # ...until the reconciler finds its worker silent

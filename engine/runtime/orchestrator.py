@@ -394,13 +394,11 @@ class Orchestrator:
             step = run.state.step(key)
             if step.status is not StepStatus.RUNNING or step.attempt != attempt or step.waiting is not None:
                 return None
-            where = _row_where(run_id, step.run_attempt, key_text, attempt)
-            row = tx.conn.execute(sa.select(run_steps.c.state, run_steps.c.worker_id).where(*where)).first()
-            token = f"{run_id}/{key_text}#{attempt}"
-            mine = row is not None and row.worker_id == self.worker_id and token not in inflight
-            if row is not None and row.state == "claimed" and not mine:
+            # claimed by this process but not running here (given back, or a restart with the same id): free
+            mine_too = f"{run_id}/{key_text}#{attempt}" not in inflight
+            row = (run_id, step.run_attempt, key_text, attempt)
+            if not self._writes.claim(tx.conn, row, self.worker_id, mine_too=mine_too):
                 return None  # another live worker (or thread) runs it; the reconciler handles dead ones
-            tx.conn.execute(run_steps.update().where(*where).values(state="claimed", worker_id=self.worker_id))
             return Work(run_id, key, attempt, run.plan.nodes[key.node].type, run.plan, run.state)
 
     def complete(self, work: Work, result: StepResult) -> Work | None:

@@ -28,6 +28,7 @@ STEP_KEY = ("run_id", "run_attempt", "key", "attempt")
 Pending = tuple[dict[str, Any], list[dict[str, Any]], str, dict[str, Any]]
 #: a plain row to insert with a transaction's events (a C-ION ledger line): the table and the row
 Insert = tuple[sa.Table, dict[str, Any]]
+StepRow = tuple[str, int, str, int]  # a step attempt's row key: run id, run attempt, step key, attempt (STEP_KEY)
 JSON_COLUMNS = frozenset({"error", "logs", "usage", "outputs", "data", "trigger", "input"})
 
 
@@ -65,6 +66,27 @@ class Writes:
             return query.with_for_update() if self.postgres else query
 
         return conn.execute(self.statement("lock", build), {"_id": run_id}).first()
+
+    def claim(self, conn: sa.Connection, step: StepRow, worker_id: str, *, mine_too: bool) -> bool:
+        """Mark a step attempt's row claimed by ``worker_id`` unless another worker holds it (one by this worker
+        counts as free when ``mine_too``: a claim left by a step this process gave up); True if it now holds it.
+        The last statement of its transaction (on PostgreSQL it commits it)."""
+
+        def build() -> Any:
+            free = sa.or_(
+                run_steps.c.state.is_distinct_from("claimed"),
+                sa.and_(run_steps.c.worker_id == sa.bindparam("worker"), sa.bindparam("mine_too")),
+            )
+            return (
+                run_steps.update()
+                .where(*(run_steps.c[name] == sa.bindparam(f"_{name}") for name in STEP_KEY), free)
+                .values(state="claimed", worker_id=sa.bindparam("worker"))
+                .returning(run_steps.c.attempt)
+            )
+
+        values = {f"_{name}": value for name, value in zip(STEP_KEY, step, strict=True)}
+        found = conn.execute(self.statement("claim", build), {**values, "worker": worker_id, "mine_too": mine_too})
+        return found.first() is not None
 
     def flush(self, conn: sa.Connection, pending: list[Pending], inserts: list[Insert] | None = None) -> None:
         """Write the events a transaction recorded, then its plain rows (called last, just before the commit)."""
@@ -112,6 +134,24 @@ class PostgresWrites(Writes):
         if row is None:
             return None
         return _Row(*row)
+
+    def claim(self, conn: sa.Connection, step: StepRow, worker_id: str, *, mine_too: bool) -> bool:
+        """As Writes.claim, sent with the transaction's COMMIT in one pipeline: one round trip for both."""
+        raw = _raw(conn)
+        where = " AND ".join(f"{name} = %({name})s" for name in STEP_KEY)
+        sql = (
+            f"UPDATE run_steps SET state = 'claimed', worker_id = %(worker)s WHERE {where} AND "
+            "(state IS DISTINCT FROM 'claimed' OR (worker_id = %(worker)s AND %(mine_too)s)) RETURNING attempt"
+        )
+        try:
+            with raw.pipeline(), raw.cursor() as cursor:
+                cursor.execute(
+                    sql, {**dict(zip(STEP_KEY, step, strict=True)), "worker": worker_id, "mine_too": mine_too}
+                )
+                raw.commit()
+                return cursor.fetchone() is not None
+        except psycopg.OperationalError as e:
+            raise sa.exc.OperationalError("claim", None, e) from e
 
     def flush(self, conn: sa.Connection, pending: list[Pending], inserts: list[Insert] | None = None) -> None:
         """All of the transaction's event writes and its COMMIT in one pipeline: one network round trip.
