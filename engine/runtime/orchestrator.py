@@ -784,20 +784,19 @@ class Orchestrator:
         parent_step: str | None,
     ) -> None:
         now = self._now()
-        tx.conn.execute(
-            runs.insert().values(
-                id=run_id,
-                flow_id=plan.flow.id,
-                version_id=plan.version_id,
-                status=str(RunStatus.PENDING),
-                trigger_kind=trigger_kind,
-                trigger=trigger,
-                input=value,
-                parent_run_id=parent_run_id,
-                parent_step=parent_step,
-                created_at=now,
-            )
-        )
+        row = {
+            "id": run_id,
+            "flow_id": plan.flow.id,
+            "version_id": plan.version_id,
+            "status": str(RunStatus.PENDING),
+            "trigger_kind": trigger_kind,
+            "trigger": trigger,
+            "input": value,
+            "parent_run_id": parent_run_id,
+            "parent_step": parent_step,
+            "created_at": now,
+        }
+        self._writes.insert(tx.conn, runs, row)
         run = _Run(run_id, 0, plan, None, parent_run_id, parent_step)  # type: ignore[arg-type]
         tx.runs[run_id] = run
         self._record(tx, run, ev.RunStarted(now, run_id, value, trigger), extra={"version": plan.version_id})

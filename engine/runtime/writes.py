@@ -67,6 +67,10 @@ class Writes:
 
         return conn.execute(self.statement("lock", build), {"_id": run_id}).first()
 
+    def insert(self, conn: sa.Connection, table: sa.Table, row: dict[str, Any]) -> None:
+        """One row now, not with the flush: later statements of the transaction refer to it (a run's row)."""
+        conn.execute(self.statement(("insert", table.name), table.insert), row)
+
     def claim(self, conn: sa.Connection, step: StepRow, worker_id: str, *, mine_too: bool) -> bool:
         """Mark a step attempt's row claimed by ``worker_id`` unless another worker holds it (one by this worker
         counts as free when ``mine_too``: a claim left by a step this process gave up); True if it now holds it.
@@ -134,6 +138,18 @@ class PostgresWrites(Writes):
         if row is None:
             return None
         return _Row(*row)
+
+    def insert(self, conn: sa.Connection, table: sa.Table, row: dict[str, Any]) -> None:
+        """As Writes.insert, in a pipeline: a transaction's implicit BEGIN travels with it (one round trip)."""
+        raw = _raw(conn)
+        row = {**_defaults(table), **row}  # plain SQL: the columns' client-side defaults are ours to apply
+        try:
+            with raw.pipeline(), raw.cursor() as cursor:
+                cursor.execute(self._insert(table.name, tuple(row)), _adapt(row))
+        except psycopg.errors.IntegrityError as e:
+            raise sa.exc.IntegrityError("insert", None, e) from e
+        except psycopg.OperationalError as e:
+            raise sa.exc.OperationalError("insert", None, e) from e
 
     def claim(self, conn: sa.Connection, step: StepRow, worker_id: str, *, mine_too: bool) -> bool:
         """As Writes.claim, sent with the transaction's COMMIT in one pipeline: one round trip for both."""
@@ -270,6 +286,11 @@ class _Row:
 def _raw(conn: sa.Connection) -> Any:
     """The transaction's own DBAPI (psycopg) connection: what runs on it is part of the same transaction."""
     return conn.connection.dbapi_connection
+
+
+def _defaults(table: sa.Table) -> dict[str, Any]:
+    """The scalar defaults SQLAlchemy would fill in for columns a plain INSERT leaves out."""
+    return {c.name: getattr(c.default, "arg", None) for c in table.c if c.default is not None and c.default.is_scalar}
 
 
 def _adapt(values: dict[str, Any]) -> dict[str, Any]:
