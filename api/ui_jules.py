@@ -51,7 +51,7 @@ class UiJules:
             if record is None or not record.source:
                 raise NotFound(f"you have no flow {flow_id!r}")
             draft = record.source
-        return self._jules(owner).start(owner=owner, user=user, draft=draft, flow_id=flow_id)
+        return self._jules(owner).start(owner=owner, user=user, draft=draft, flow_id=flow_id, reuse=True)
 
     def session(self, session_id: str, *, owner: str) -> Conversation:
         with _found():

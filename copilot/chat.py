@@ -131,13 +131,42 @@ class Jules:
 
     # --- sessions -------------------------------------------------------------------------------------------
 
-    def start(self, *, owner: str, user: str = "", title: str = "", draft: str = "", flow_id: str | None = None) -> str:
+    def start(
+        self,
+        *,
+        owner: str,
+        user: str = "",
+        title: str = "",
+        draft: str = "",
+        flow_id: str | None = None,
+        reuse: bool = False,
+    ) -> str:
         """A new session of ``owner`` (``draft``: start from an existing flow's YAML, ``flow_id``, instead of an
-        empty one)."""
+        empty one). ``reuse``: the newest untouched session that would be the same (no message, no change, same
+        draft, flow, title and author) instead, if there is one: opening the builder again must not leave a trail
+        of empty sessions behind."""
         if draft:
             self._valid(draft, "the starting draft")
         session_id, now = new_id(), datetime.now(UTC)
         with self.db.begin() as conn:
+            if reuse:
+                untouched = (
+                    sa.select(chat_sessions.c.id)
+                    .where(
+                        chat_sessions.c.owner_id == owner,
+                        chat_sessions.c.draft == draft,
+                        chat_sessions.c.flow_id.is_(None) if flow_id is None else chat_sessions.c.flow_id == flow_id,
+                        chat_sessions.c.title == title,
+                        chat_sessions.c.created_by == user,
+                        ~sa.exists().where(chat_messages.c.session_id == chat_sessions.c.id),
+                        ~sa.exists().where(chat_changes.c.session_id == chat_sessions.c.id),
+                    )
+                    .order_by(chat_sessions.c.created_at.desc(), chat_sessions.c.id.desc())
+                    .limit(1)
+                )
+                found = conn.execute(untouched).scalar()
+                if found is not None:
+                    return str(found)
             conn.execute(
                 chat_sessions.insert().values(
                     id=session_id,

@@ -64,6 +64,25 @@ def test_a_conversation_edits_the_draft_only_when_accepted(db: sa.Engine) -> Non
     assert stored.changes[0].summary[0].startswith("create the draft: call_api (http.request)")
 
 
+def test_an_untouched_session_alike_is_reused_when_asked(db: sa.Engine) -> None:
+    jules = Jules(db, REGISTRY)
+    draft = "fluxgraph: 1\nid: tiny\nnodes:\n  - {id: a, type: data.set, with: {v: 1}}\n"
+
+    # An untouched session is given again when reuse is asked, and never when it is not
+    first = jules.start(owner=ANA, user="ana", reuse=True)
+    assert jules.start(owner=ANA, user="ana", reuse=True) == first
+    fresh = jules.start(owner=ANA, user="ana")
+    assert fresh != first and jules.start(owner=ANA, user="ana", reuse=True) == fresh  # the newest alike
+
+    # A session with a message is not reused; nor is one of another author, draft or flow
+    jules.say(fresh, REQUEST, owner=ANA, user="ana")
+    assert jules.start(owner=ANA, user="ana", reuse=True) == first
+    assert jules.start(owner=ANA, user="bob", reuse=True) != first
+    with_draft = jules.start(owner=ANA, user="ana", draft=draft, reuse=True)
+    assert with_draft != first and jules.start(owner=ANA, user="ana", draft=draft, reuse=True) == with_draft
+    assert jules.start(owner=ANA, user="ana", draft=draft, flow_id="tiny", reuse=True) != with_draft
+
+
 def test_a_new_proposal_supersedes_the_pending_one_and_stale_ones_are_refused(db: sa.Engine) -> None:
     jules = Jules(db, REGISTRY)
     session = jules.start(owner=ANA)

@@ -59,6 +59,19 @@ def test_the_page_has_the_chat_the_suggestion_and_an_empty_pane(demo: tuple[Test
     assert client.get("/ui/builder?session=nope").status_code == 404
 
 
+def test_opening_the_builder_again_returns_to_the_untouched_session(demo: tuple[TestClient, Runtime]) -> None:
+    # Given the builder opened once and left as it was
+    client, _ = demo
+    first = new_session(client)
+
+    # When it is opened again (a refresh of /, say), then it is the same session, not one more empty one
+    assert new_session(client) == first
+
+    # When that session has been used, then opening the builder gives a new one
+    client.post(f"/ui/builder/{first}/messages", data={"text": REQUEST}, headers=HTMX)
+    assert new_session(client) != first
+
+
 def test_a_message_is_proposed_accepted_and_drawn(demo: tuple[TestClient, Runtime]) -> None:
     client, _ = demo
     session = new_session(client)

@@ -63,8 +63,9 @@ class Reply:
 
 class BuilderJules(Protocol):
     def start(self, *, owner: str, user: str, flow_id: str | None = None, demo: bool = False) -> str:
-        """A new session's id: empty, editing ``flow_id``'s latest version (:class:`NotFound` if not owner's), or
-        with ``demo`` the installation's demo flow as its draft (empty if it has none)."""
+        """A session's id: empty, editing ``flow_id``'s latest version (:class:`NotFound` if not owner's), or
+        with ``demo`` the installation's demo flow as its draft (empty if it has none). The newest untouched
+        session that would be the same is reused (opening the builder again leaves no trail of empty ones)."""
         ...
 
     def session(self, session_id: str, *, owner: str) -> Conversation: ...
