@@ -183,8 +183,9 @@ def test_the_process_exits_cleanly_with_wasmtime_objects_alive(modules: dict[str
 
 def test_calls_leave_nothing_behind(sandbox: Sandbox, modules: dict[str, bytes]) -> None:
     """Each call's store (and its linear memory) is freed once the call ends: nothing accumulates per call. wasmtime
-    releases a store's output callbacks from a finalizer, whose timing is the garbage collector's: collect, then
-    compare two batches of calls."""
+    releases a store's output callbacks from a finalizer, whose timing is the garbage collector's (and, one run in
+    three, a last callback outlives the collection): collect, then compare two batches of calls with the baseline,
+    allowing the one call's two callbacks that may still await their finalizer."""
     import gc
 
     from wasmtime._wasi import CUSTOM_OUTPUTS  # the output callbacks of live stores
@@ -196,4 +197,4 @@ def test_calls_leave_nothing_behind(sandbox: Sandbox, modules: dict[str, bytes])
         for _ in range(200):
             sandbox.run(digest, b"{}", SMALL)
         gc.collect()
-        assert len(CUSTOM_OUTPUTS.handles) <= baseline  # 400 calls, 800 callbacks: none left
+        assert len(CUSTOM_OUTPUTS.handles) <= baseline + 2  # 400 calls, 800 callbacks: a leak would leave hundreds
