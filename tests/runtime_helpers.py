@@ -8,13 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from engine.runtime.config import RuntimeConfig
 from engine.runtime.runtime import Runtime
 from engine.runtime.secrets import new_key
 from engine.store.db import sqlite_url
-from tests.services import REDIS, fresh_postgres, redis_namespace
+from tests.services import REDIS, fresh_postgres, fresh_redis_namespace
 
 BACKENDS = ("embedded", "postgres+redis")
 EXTENSIONS = ("tests.ext_testing",)
@@ -41,16 +39,8 @@ def backend_config(kind: str, tmp: Path, **overrides: Any) -> Iterator[RuntimeCo
     if kind == "embedded":
         yield config(tmp, sqlite_url(tmp / "ionflux.db"), **overrides)
         return
-    namespace = redis_namespace()
-    with fresh_postgres() as url:
-        try:
-            yield config(tmp, url, REDIS, queue_namespace=namespace, **overrides)
-        finally:
-            client = redis.Redis.from_url(REDIS)
-            keys = list(client.scan_iter(f"{namespace}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+    with fresh_redis_namespace() as namespace, fresh_postgres() as url:
+        yield config(tmp, url, REDIS, queue_namespace=namespace, **overrides)
 
 
 @contextmanager

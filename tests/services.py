@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 PG_ADMIN = os.environ.get("IONFLUX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -69,6 +70,20 @@ def fresh_postgres() -> Iterator[str]:
 def redis_namespace() -> str:
     need("127.0.0.1", 6379, "Redis")
     return f"ionflux-test-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def fresh_redis_namespace() -> Iterator[str]:
+    """A new Redis key prefix, its keys deleted afterwards (tests never see each other's messages)."""
+    namespace = redis_namespace()
+    try:
+        yield namespace
+    finally:
+        client = redis.Redis.from_url(REDIS)
+        keys = list(client.scan_iter(f"{namespace}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def free_port() -> int:

@@ -9,25 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from engine.runtime.queue import QUEUE, Doorbell
-from tests.services import REDIS, redis_namespace
+from tests.services import REDIS, fresh_redis_namespace
 
 IDLE_MS = 2_000  # long, so that a prompt fetch and a poll cannot be mistaken for each other
 
 
 @pytest.fixture
 def doorbell() -> Iterator[Doorbell]:
-    namespace = redis_namespace()
-    bell = Doorbell(lambda run_id, key, attempt: None, redis_url=REDIS, namespace=namespace)
-    yield bell
-    bell.close()
-    client = redis.Redis.from_url(REDIS)
-    keys = list(client.scan_iter(f"{namespace}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with fresh_redis_namespace() as namespace:
+        bell = Doorbell(lambda run_id, key, attempt: None, redis_url=REDIS, namespace=namespace)
+        yield bell
+        bell.close()
 
 
 def next_in_thread(consumer: Any) -> tuple[threading.Thread, list[Any]]:

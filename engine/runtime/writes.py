@@ -12,6 +12,7 @@ SQLAlchemy's.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -288,6 +289,7 @@ def _raw(conn: sa.Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
+@functools.cache  # per table, once: not on every run's start
 def _defaults(table: sa.Table) -> dict[str, Any]:
     """The scalar defaults SQLAlchemy would fill in for columns a plain INSERT leaves out."""
     return {c.name: getattr(c.default, "arg", None) for c in table.c if c.default is not None and c.default.is_scalar}
