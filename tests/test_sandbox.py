@@ -17,7 +17,7 @@ import pytest
 import wasmtime
 
 from engine.steps.call import StepFailure
-from engine.steps.sandbox import Limits, Sandbox
+from engine.steps.sandbox import Limits, Sandbox, settle_outputs
 from tests.conftest import ROOT
 
 PROGRAMS = {
@@ -183,18 +183,11 @@ def test_the_process_exits_cleanly_with_wasmtime_objects_alive(modules: dict[str
 
 def test_calls_leave_nothing_behind(sandbox: Sandbox, modules: dict[str, bytes]) -> None:
     """Each call's store (and its linear memory) is freed once the call ends: nothing accumulates per call. wasmtime
-    releases a store's output callbacks from a finalizer, whose timing is the garbage collector's (and, one run in
-    three, a last callback outlives the collection): collect, then compare two batches of calls with the baseline,
-    allowing the one call's two callbacks that may still await their finalizer."""
-    import gc
-
-    from wasmtime._wasi import CUSTOM_OUTPUTS  # the output callbacks of live stores
-
+    releases a store's output callbacks a few milliseconds after the store, from its tokio worker thread
+    (settle_outputs waits for them): compare two batches of calls with the baseline."""
     digest = sandbox.load(modules["echo"])
-    gc.collect()
-    baseline = len(CUSTOM_OUTPUTS.handles)  # other tests' stores, on their way out
+    baseline = settle_outputs()  # other tests' stores, on their way out
     for _ in range(2):
         for _ in range(200):
             sandbox.run(digest, b"{}", SMALL)
-        gc.collect()
-        assert len(CUSTOM_OUTPUTS.handles) <= baseline + 2  # 400 calls, 800 callbacks: a leak would leave hundreds
+        assert settle_outputs(at_most=baseline) <= baseline  # 200 calls leave 400 callbacks if stores leak
