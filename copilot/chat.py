@@ -210,14 +210,16 @@ class Jules:
                 tuple(_change(c) for c in changes),
             )
 
-    def sessions(self, *, owner: str, limit: int = 50) -> list[dict[str, Any]]:
-        """``owner``'s sessions, newest first."""
+    def sessions(self, *, owner: str, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
+        """``owner``'s sessions, newest first; with ``before``, those older than that session id (the next page)."""
         query = (
             sa.select(chat_sessions)
             .where(chat_sessions.c.owner_id == owner)
             .order_by(chat_sessions.c.id.desc())
             .limit(limit)
         )
+        if before is not None:
+            query = query.where(chat_sessions.c.id < before)
         with self.db.connect() as conn:
             return [
                 {

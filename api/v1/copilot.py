@@ -39,7 +39,7 @@ from api.v1.deps import AccountsDep, Cursor, Limit, Page, Reader, RuntimeDep, Wr
 from api.v1.errors import ApiError
 from copilot.chat import Change, Jules, Session, Turn
 from engine.errors import IonfluxError
-from engine.store.tables import chat_sessions, flow_versions, flows
+from engine.store.tables import flow_versions, flows
 
 log = logging.getLogger("ionflux.api")
 router = APIRouter(tags=["copilot"])
@@ -142,30 +142,18 @@ def start_session(body: NewSession, principal: Writer, runtime: RuntimeDep, jule
 
 
 @router.get("/copilot/sessions", response_model=SessionPage, responses=errors(422))
-def list_sessions(principal: Reader, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None) -> SessionPage:
+def list_sessions(principal: Reader, jules: JulesDep, limit: Limit = 50, cursor: Cursor = None) -> SessionPage:
     """Your conversations, newest first."""
-    # read here rather than through Jules.sessions, which has no cursor; the same rows, newest (highest id) first
-    c = chat_sessions.c
-    query = (
-        sa.select(c.id, c.title, c.flow_id, c.created_at, c.updated_at)
-        .where(c.owner_id == principal.owner_id)
-        .order_by(c.id.desc())
-        .limit(limit + 1)
-    )
-    start = after(cursor)
-    if start is not None:
-        query = query.where(c.id < start)
-    with runtime.db.connect() as conn:
-        found = list(conn.execute(query))
-    items, next_cursor = page(found, limit, lambda row: str(row.id))
+    found = jules.sessions(owner=principal.owner_id, limit=limit + 1, before=after(cursor))
+    items, next_cursor = page(found, limit, lambda session: str(session["id"]))
     return SessionPage(
         items=[
             SessionSummary(
-                id=s.id,
-                title=s.title,
-                flow_id=s.flow_id,
-                created_at=_iso(s.created_at),
-                updated_at=_iso(s.updated_at),
+                id=s["id"],
+                title=s["title"],
+                flow_id=s["flow_id"],
+                created_at=_iso(s["created_at"]),
+                updated_at=_iso(s["updated_at"]),
             )
             for s in items
         ],
