@@ -16,6 +16,7 @@ from api.ui_jules import UiJules
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
 from tests.runtime_helpers import running
+from tests.ui_helpers import builder_demo
 from tests.ui_helpers import ui as signed_ui
 from ui.visitor import Visitor
 
@@ -26,12 +27,8 @@ REQUEST = "When I run it, set a greeting to hello and log it"  # the offline pla
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    with running("embedded", tmp_path) as rt:
-        settings = Settings(open_local=True, bind="127.0.0.1:8080")
-        app = create_app(rt, settings=settings)
-        app.state.ui_jules = UiJules(rt, settings)
-        with TestClient(app, client=("127.0.0.1", 50000), follow_redirects=False) as client:
-            yield client, rt
+    with builder_demo(tmp_path) as value:
+        yield value
 
 
 def new_session(client: TestClient) -> str:

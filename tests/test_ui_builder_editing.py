@@ -12,26 +12,20 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.settings import Settings
 from api.ui_jules import BUILDER_DEMO, UiJules
 from copilot.chat import Jules
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
-from tests.runtime_helpers import running
 from tests.test_ui_builder import HTMX, change_id
-from tests.ui_helpers import Ui
+from tests.ui_helpers import Ui, builder_demo
 from tests.ui_helpers import ui as signed_ui
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    with running("embedded", tmp_path) as rt:
-        settings = Settings(open_local=True, bind="127.0.0.1:8080")
-        app = create_app(rt, settings=settings)
-        app.state.ui_jules = UiJules(rt, settings)
-        with TestClient(app, client=("127.0.0.1", 50000), follow_redirects=False) as client:
-            yield client, rt
+    with builder_demo(tmp_path) as value:
+        yield value
 
 
 def demo_session(client: TestClient) -> str:

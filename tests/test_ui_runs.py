@@ -13,11 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.accounts import Accounts
-from api.app import create_app
-from api.settings import Settings
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
 from tests.runtime_helpers import FRAGILE, GATED, running
+from tests.ui_helpers import local_client, open_demo_app
 from ui.visitor import Visitor
 
 HX = {"HX-Request": "true"}
@@ -31,12 +30,12 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def app(rt: Runtime) -> FastAPI:
-    return create_app(rt, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
+    return open_demo_app(rt)
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, client=("127.0.0.1", 50000), raise_server_exceptions=False) as value:
+    with local_client(app, raise_server_exceptions=False) as value:
         yield value
 
 

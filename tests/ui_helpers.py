@@ -8,11 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.accounts import Accounts
 from api.app import create_app
+from api.settings import Settings
 from api.ui_accounts import UiAccounts
+from api.ui_jules import UiJules
 from api.v1.deps import COOKIE
 from engine.runtime.runtime import Runtime
 from tests.runtime_helpers import running
@@ -47,3 +50,32 @@ def ui(tmp: Path, *, owners: bool = True) -> Iterator[Ui]:
             app.state.ui_accounts = UiAccounts(accounts)
         with TestClient(app, follow_redirects=False) as client:
             yield Ui(runtime, accounts, client)
+
+
+def open_demo_app(runtime: Runtime) -> FastAPI:
+    """The app as ``./scripts/start`` serves it: the open local demo on, bound to loopback."""
+    return create_app(runtime, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
+
+
+@contextmanager
+def local_client(
+    app: FastAPI, *, raise_server_exceptions: bool = True, follow_redirects: bool = True
+) -> Iterator[TestClient]:
+    """A TestClient whose requests come from this machine (what the open local demo needs)."""
+    with TestClient(
+        app,
+        client=("127.0.0.1", 50000),
+        raise_server_exceptions=raise_server_exceptions,
+        follow_redirects=follow_redirects,
+    ) as client:
+        yield client
+
+
+@contextmanager
+def builder_demo(tmp: Path) -> Iterator[tuple[TestClient, Runtime]]:
+    """A browser on this machine and the open demo's app with the Builder's co-pilot; redirects not followed."""
+    with running("embedded", tmp) as runtime:
+        app = open_demo_app(runtime)
+        app.state.ui_jules = UiJules(runtime, Settings(open_local=True, bind="127.0.0.1:8080"))
+        with local_client(app, follow_redirects=False) as client:
+            yield client, runtime
