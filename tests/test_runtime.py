@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,10 @@ import sqlalchemy as sa
 
 from engine.core.state import RunStatus, StepKey
 from engine.dsl.inputs import RunInputError
-from engine.runtime import queries
+from engine.runtime import flow_queries, queries
 from engine.runtime.orchestrator import Orchestrator, RunNotFoundError, RunRefusedError
 from engine.runtime.runtime import Runtime
-from engine.store.tables import approvals, run_events, run_steps, runs, timers
+from engine.store.tables import LOCAL_OWNER, approvals, owners, run_events, run_steps, runs, timers
 from tests.runtime_helpers import BACKENDS, flow, run_flow, running
 
 
@@ -254,6 +255,7 @@ def test_flow_call_starts_a_linked_child_run_and_waits(rt: Runtime) -> None:
     child = """
     fluxgraph: 1
     id: child
+    triggers: [{type: flow}]
     inputs:
       type: object
       properties:
@@ -289,6 +291,53 @@ def test_flow_call_starts_a_linked_child_run_and_waits(rt: Runtime) -> None:
     run_id, status = run_flow(rt, bad)
     assert status == "failed"
     assert "inputs.x: 'nope' is not of type 'integer'" in steps(rt, run_id)["call"].error["message"]  # type: ignore[index]
+
+
+def test_flow_call_reaches_only_the_owners_own_flows_that_let_flows_call_them(rt: Runtime) -> None:
+    """A child runs with its owner's secrets: another owner's flow is not found (as everywhere), and a flow of one's
+    own is callable only if it says so with a `flow` trigger."""
+    with rt.db.begin() as conn:
+        conn.execute(owners.insert().values(id="rui", name="Rui", created_at=datetime.now(UTC)))
+    callable_child = """
+    fluxgraph: 1
+    id: CHILD
+    triggers: [{type: flow}]
+    nodes:
+      - {id: hello, type: data.set, with: {said: hi}}
+    outputs:
+      said: "{{ nodes.hello.output.said }}"
+    """
+    rt.orchestrator.save_flow(flow(callable_child.replace("CHILD", "ruis-child")), owner="rui")
+    rt.orchestrator.save_flow(
+        flow(callable_child.replace("CHILD", "quiet-child").replace("triggers: [{type: flow}]", ""))
+    )
+
+    def call(child: str) -> tuple[str, dict[str, Any] | None]:
+        text = f"""
+        fluxgraph: 1
+        id: calls-{child}
+        nodes:
+          - {{id: call, type: flow.call, with: {{flow: {child}}}}}
+        """
+        run_id, status = run_flow(rt, text)
+        step = steps(rt, run_id)["call"]
+        assert (step.child_run_id is None) == (status == "failed")  # a refused call starts no child run
+        return status, step.error
+
+    # Rui's flow lets flows call it, but not the local owner's
+    status, error = call("ruis-child")
+    assert status == "failed" and error is not None and error["code"] == "flow.not_found"
+    assert "'ruis-child'" in error["message"] and "rui" not in error["message"].replace("ruis-child", "")
+    # The local owner's own flow without a flow trigger is refused, with the fix
+    status, error = call("quiet-child")
+    assert status == "failed" and error is not None and error["code"] == "flow.not_callable"
+    assert "add `- type: flow` to the triggers of 'quiet-child'" in error["message"]
+    # A deleted flow is gone for flow.call too
+    rt.orchestrator.save_flow(flow(callable_child.replace("CHILD", "gone-child")))
+    assert call("gone-child")[0] == "succeeded"
+    assert flow_queries.soft_delete(rt.db, LOCAL_OWNER, "gone-child")
+    status, error = call("gone-child")
+    assert status == "failed" and error is not None and error["code"] == "flow.not_found"
 
 
 def test_cancel_pause_and_resume(rt: Runtime) -> None:
@@ -513,6 +562,7 @@ def test_cancelling_a_parent_cancels_the_child_it_waits_for(rt: Runtime) -> None
         flow("""
         fluxgraph: 1
         id: slow-child
+        triggers: [{type: flow}]
         nodes:
           - id: nap
             type: test.sleep

@@ -87,6 +87,12 @@ class RunRefusedError(IonfluxError):
     code = "run.refused"
 
 
+class ChildRefusedError(IonfluxError):
+    """Raised when ``flow.call`` names a flow that does not let flows call it (no ``flow`` trigger)."""
+
+    code = "flow.not_callable"
+
+
 @dataclass(frozen=True, slots=True)
 class Work:
     """A claimed step attempt: everything a worker needs to execute it."""
@@ -202,7 +208,9 @@ class Orchestrator:
         if owner is None:
             with self.db.connect() as conn:
                 owner = conn.execute(sa.select(flows.c.owner_id).where(flows.c.id == flow_id)).scalar()
-            owner = str(owner or LOCAL_OWNER)
+            if owner is None:
+                return LOCAL_OWNER  # not stored (yet): not cached, so a later save by any owner is seen
+            owner = str(owner)
             self._owners[flow_id] = owner
         return owner
 
@@ -803,14 +811,11 @@ class Orchestrator:
 
     def _start_child(self, tx: _Tx, parent: _Run, decision: StartChildRun, at: datetime) -> None:
         try:
-            version = decision.version or self.latest_version(decision.flow_id, tx.conn)
-            plan = self.plan(version, tx.conn)
-            if plan.flow.id != decision.flow_id:
-                raise FlowNotFoundError(f"version {version} is not a version of flow {decision.flow_id!r}")
+            plan = self._callable(decision, self.owner_of(parent.plan.flow.id), tx.conn)
             self.check_runnable(plan.flow)
             value = run_input(plan.flow, decision.input)
-        except (FlowNotFoundError, RunRefusedError, RunInputError) as e:
-            error = StepError(e.code, f"{decision.key}: {e.message}")
+        except (FlowNotFoundError, ChildRefusedError, RunRefusedError, RunInputError) as e:
+            error = StepError(e.code, f"{decision.key}: {e}")
             self._record(tx, parent, ev.ChildRunFinished(at, decision.key, "", "failed", None, error))
             return
         child_id = ids.new_id()
@@ -818,6 +823,32 @@ class Orchestrator:
         trigger = {"kind": "flow", "run_id": parent.id, "step": str(decision.key)}
         parent_step = str(decision.key) if decision.wait else None
         self._create_run(tx, child_id, plan, value, "flow", trigger, parent.id, parent_step)
+
+    def _callable(self, decision: StartChildRun, owner: str, conn: sa.Connection) -> Plan:
+        """The plan a ``flow.call`` starts: a stored flow of the caller's own owner (another owner's flow is not
+        found, as everywhere), not deleted, whose version lets flows call it (a ``flow`` trigger, enabled): the
+        child runs with its owner's secrets, so a flow is callable only where its author said so."""
+        row = conn.execute(
+            sa.select(flows.c.owner_id, flows.c.latest_version, flows.c.deleted_at).where(
+                flows.c.id == decision.flow_id
+            )
+        ).first()
+        if row is None or row.owner_id != owner or row.deleted_at is not None or row.latest_version is None:
+            raise FlowNotFoundError(
+                f"no flow with id {decision.flow_id!r} is stored",
+                hint="save that flow first (`ionflux run FILE` or the Builder), under the same owner as this one",
+            )
+        version = decision.version or str(row.latest_version)
+        plan = self.plan(version, conn)
+        if plan.flow.id != decision.flow_id:
+            raise FlowNotFoundError(f"version {version} is not a version of flow {decision.flow_id!r}")
+        if not any(t.type == "flow" and t.enabled for t in plan.flow.triggers):
+            raise ChildRefusedError(
+                f"flow {decision.flow_id!r} (version {version}) has no enabled `flow` trigger, so other flows may "
+                "not call it",
+                hint=f"add `- type: flow` to the triggers of {decision.flow_id!r} and save it",
+            )
+        return plan
 
     def _schedule(self, tx: _Tx, run_id: str, timer: Timer, at: datetime) -> None:
         data = timer_to_json(timer)
