@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import Request
 
 from api.accounts import Accounts, Principal
-from api.v1.deps import COOKIE, LOOPBACK
+from api.v1.deps import COOKIE, DEMO_ACTOR, SAFE, on_this_machine, same_origin
 from engine.store.tables import LOCAL_OWNER
 from ui.visitor import Visitor
 
@@ -21,14 +21,10 @@ def find_visitor(request: Request) -> Visitor | None:
         if principal is not None:
             owner = accounts.owner(principal.owner_id) or {}
             return Visitor(principal.owner_id, str(owner.get("name") or "you"), principal.scope, principal.csrf)
-    host = request.client.host if request.client else ""
-    if getattr(request.app.state, "open_local", False) and host.startswith(LOOPBACK):
+    if getattr(request.app.state, "open_local", False) and on_this_machine(request):
         # the open demo: a page change still needs the same origin and htmx's header (api.v1.deps._local_demo)
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            origin = request.headers.get("origin")
-            same = origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
-            if not same or not request.headers.get("hx-request"):
-                return None
+        if request.method not in SAFE and not (same_origin(request) and request.headers.get("hx-request")):
+            return None
         return Visitor(LOCAL_OWNER, "local demo", "admin", None, demo=True)
     return None
 
@@ -37,7 +33,7 @@ def record_change(accounts: Accounts) -> Callable[[Visitor, str, str, dict[str, 
     """The UI's audit hook: a page's change goes into the owner's audit log, by "session" or "local demo"."""
 
     def record(who: Visitor, action: str, target: str, detail: dict[str, object] | None) -> None:
-        actor = "local demo (no sign-in)" if who.demo else "session"
+        actor = DEMO_ACTOR if who.demo else "session"
         accounts.audit(Principal(who.owner_id, "owner", who.scope, actor), action, target, detail)
 
     return record

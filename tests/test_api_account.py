@@ -269,10 +269,23 @@ def test_the_open_local_demo_lets_this_machine_in_without_sign_in_and_nothing_el
 
     with running("embedded", tmp_path, start=False) as rt:
         demo = create_app(rt, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
-        local = TestClient(demo, client=("127.0.0.1", 50000))
+        local = TestClient(demo, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8080")
         me = local.get("/api/v1/me")
         assert me.status_code == 200 and me.json()["actor"] == "local demo (no sign-in)"
         assert me.json()["owner"]["id"] == "local"
+        assert TestClient(demo, client=("::1", 50000), base_url="http://localhost:8080").get("/api/v1/me").is_success
+        # The local owner, not an operator: no owners listed or made without signing in
+        assert local.get("/api/v1/owners").status_code == 403
+        mallory = {"name": "Mallory", "email": "m@evil.example", "password": "mallory-password", "role": "admin"}
+        made = local.post("/api/v1/owners", json=mallory, headers={"X-IONFLUX": "1"})
+        assert made.status_code == 403 and made.json()["error"]["code"] == "auth.forbidden"
+        # DNS rebinding: a page at evil.example whose name resolves to 127.0.0.1 talks to the server from the
+        # visitor's browser, as a loopback client, with its own name as Host and Origin: not the demo's visitor
+        rebound = TestClient(demo, client=("127.0.0.1", 50000), base_url="http://evil.example:8080")
+        evil = {"Origin": "http://evil.example:8080", "X-IONFLUX": "1"}
+        assert rebound.get("/api/v1/me").status_code == 401
+        assert rebound.post("/api/v1/tokens", json={"name": "x", "scope": "admin"}, headers=evil).status_code == 401
+        assert rebound.put("/api/v1/secrets/rebound", json={"value": "x"}, headers=evil).status_code == 401
         flow = "fluxgraph: 1\nid: demo-open\nnodes: [{id: a, type: log, with: {message: hi}}]\n"
         blind = local.post("/api/v1/flows", content=flow, headers={"Content-Type": "application/yaml"})
         assert blind.status_code == 403 and blind.json()["error"]["code"] == "auth.csrf"  # a cross-site form
@@ -286,9 +299,15 @@ def test_the_open_local_demo_lets_this_machine_in_without_sign_in_and_nothing_el
             "/api/v1/flows", content=flow, headers={"Content-Type": "application/yaml", "HX-Request": "true"}
         )
         assert ours.status_code == 201
-        remote = TestClient(demo, client=("192.0.2.7", 50000))
+        remote = TestClient(demo, client=("192.0.2.7", 50000), base_url="http://127.0.0.1:8080")
         assert remote.get("/api/v1/me").status_code == 401  # not from this machine
         exposed = create_app(rt, settings=Settings(open_local=True, bind="0.0.0.0:8080"))
-        assert TestClient(exposed, client=("127.0.0.1", 1)).get("/api/v1/me").status_code == 401  # never when exposed
+        assert (
+            TestClient(exposed, client=("127.0.0.1", 1), base_url="http://127.0.0.1:8080").get("/api/v1/me").status_code
+            == 401
+        )  # never when exposed
         closed = create_app(rt, settings=Settings(bind="127.0.0.1:8080"))
-        assert TestClient(closed, client=("127.0.0.1", 1)).get("/api/v1/me").status_code == 401  # off by default
+        assert (
+            TestClient(closed, client=("127.0.0.1", 1), base_url="http://127.0.0.1:8080").get("/api/v1/me").status_code
+            == 401
+        )  # off by default

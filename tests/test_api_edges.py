@@ -220,7 +220,7 @@ def test_the_ui_shows_the_open_demo_badge_only_while_the_open_demo_serves_the_pa
         accounts.create_owner("Ana", email="ana@example.com", password="ana-password-1")
         demo = create_app(rt, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
         # Given the open demo, when this machine opens a page without signing in: the badge says so
-        local = TestClient(demo, client=("127.0.0.1", 50000))
+        local = TestClient(demo, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8080")
         page = local.get("/ui/flows")
         assert page.status_code == 200
         assert re.search(r'<strong class="demo"[^>]*>OPEN DEMO</strong>', page.text), page.text[:2000]
@@ -230,8 +230,12 @@ def test_the_ui_shows_the_open_demo_badge_only_while_the_open_demo_serves_the_pa
         assert signed_in.status_code == 200 and "OPEN DEMO" not in signed_in.text and "Ana" in signed_in.text
         # Another machine, or the demo off: no demo, so no badge (the page asks to sign in)
         for client in (
-            TestClient(demo, client=("192.0.2.7", 50000)),
-            TestClient(create_app(rt, settings=Settings(bind="127.0.0.1:8080")), client=("127.0.0.1", 50000)),
+            TestClient(demo, client=("192.0.2.7", 50000), base_url="http://127.0.0.1:8080"),
+            TestClient(
+                create_app(rt, settings=Settings(bind="127.0.0.1:8080")),
+                client=("127.0.0.1", 50000),
+                base_url="http://127.0.0.1:8080",
+            ),
         ):
             stranger = client.get("/ui/flows", follow_redirects=False)
             assert stranger.status_code == 303 and "OPEN DEMO" not in stranger.text

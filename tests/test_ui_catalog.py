@@ -195,7 +195,7 @@ def test_the_agents_are_the_runtimes_aliases(tmp_path: Path) -> None:
     }
     with running("embedded", tmp_path, start=False, llm_models=models) as runtime:
         app = create_app(runtime, settings=Settings(open_local=True, bind="127.0.0.1:8080", home=tmp_path))
-        with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        with TestClient(app, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8080") as client:
             page = client.get("/ui/catalog").text
     # Then the catalog lists those, never a route's server or key
     assert "<code>openai/smollm2</code>" in page and "<code>anthropic/claude-3-5-sonnet-latest</code>" in page

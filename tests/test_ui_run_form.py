@@ -41,7 +41,7 @@ def ui(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
     with running("embedded", tmp_path) as rt:
         rt.orchestrator.save_flow(FLOW, "greet.yaml")
         app = create_app(rt, settings=Settings(open_local=True, bind="127.0.0.1:8080"))
-        with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        with TestClient(app, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8080") as client:
             yield client, rt
 
 

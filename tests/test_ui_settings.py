@@ -326,7 +326,9 @@ def test_the_model_aliases_say_where_they_come_from(tmp_path: Path) -> None:
 def test_the_open_demo_changes_only_through_its_own_pages(tmp_path: Path) -> None:
     with running("embedded", tmp_path, start=False) as runtime:
         app = create_app(runtime, settings=Settings(open_local=True, bind="127.0.0.1:8080", home=tmp_path))
-        with TestClient(app, client=("127.0.0.1", 50000), follow_redirects=False) as client:
+        with TestClient(
+            app, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8080", follow_redirects=False
+        ) as client:
             page = client.get("/ui/settings")
             assert page.status_code == 200 and "Open demo: these are the local owner" in page.text
             # htmx's requests (the page's own) change things; a plain cross-site-style form post does not

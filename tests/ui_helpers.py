@@ -65,6 +65,7 @@ def local_client(
     with TestClient(
         app,
         client=("127.0.0.1", 50000),
+        base_url="http://127.0.0.1:8080",  # the name a browser here asks for (the open demo checks it)
         raise_server_exceptions=raise_server_exceptions,
         follow_redirects=follow_redirects,
     ) as client:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -77,28 +78,53 @@ def check_csrf(request: Request, session: Principal) -> None:
 
 
 LOOPBACK = ("127.", "::1", "localhost")
+DEMO_ACTOR = "local demo (no sign-in)"  # the audit log's name for the open demo's visitor
+
+
+def on_this_machine(request: Request) -> bool:
+    """Both ends of the request are this machine: the client's address, and the name its browser asked for (the
+    ``Host`` header). The name matters because of DNS rebinding: a web page at ``evil.example`` can make its own name
+    resolve to 127.0.0.1 and then talk to the local server from the visitor's browser, as a loopback client; but
+    the browser still sends ``Host: evil.example``, and it also sends that as the page's ``Origin``, which would then
+    look like the server's own."""
+    client = request.client.host if request.client else ""
+    return client.startswith(LOOPBACK) and _loopback_name(request.headers.get("host", ""))
+
+
+def _loopback_name(host: str) -> bool:
+    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def same_origin(request: Request) -> bool:
+    """The request carries no ``Origin`` (not a cross-site browser request) or this server's own."""
+    origin = request.headers.get("origin")
+    return origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
 
 
 def _local_demo(request: Request) -> Principal | None:
     """The embedded demo's open door: a request from this machine, with no credentials, is the local owner.
 
-    Only from loopback (the server refuses to open it on another address), and never for a change another web
-    page could make in the user's browser: an unsafe method must come from the same origin and carry a header a
-    cross-site form cannot set (``HX-Request``, as the UI's htmx sends, or ``X-IONFLUX``)."""
-    host = request.client.host if request.client else ""
-    if not host.startswith(LOOPBACK):
+    Only on loopback at both ends (``on_this_machine``; the server refuses to open it on another address), and
+    never for a change another web page could make in the user's browser: an unsafe method must come from the same
+    origin and carry a header a cross-site form cannot set (``HX-Request``, as the UI's htmx sends, or
+    ``X-IONFLUX``). The visitor is the local owner, not an operator: it cannot list or make owners."""
+    if not on_this_machine(request):
         return None
-    if request.method not in SAFE:
-        origin = request.headers.get("origin")
-        same = origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
-        if not same or not (request.headers.get("hx-request") or request.headers.get("x-ionflux")):
-            raise ApiError(
-                403,
-                "auth.csrf",
-                "the open local demo takes changes only from its own pages",
-                hint="send the X-IONFLUX: 1 header (scripts), or use an API token",
-            )
-    return Principal(LOCAL_OWNER, "admin", "admin", "local demo (no sign-in)")
+    scripted = request.headers.get("hx-request") or request.headers.get("x-ionflux")
+    if request.method not in SAFE and not (same_origin(request) and scripted):
+        raise ApiError(
+            403,
+            "auth.csrf",
+            "the open local demo takes changes only from its own pages",
+            hint="send the X-IONFLUX: 1 header (scripts), or use an API token",
+        )
+    return Principal(LOCAL_OWNER, "owner", "admin", DEMO_ACTOR)
 
 
 def _from_token(request: Request, bearer: HTTPAuthorizationCredentials) -> Principal | None:
