@@ -14,6 +14,7 @@ creates the first: two concurrent first runs cannot both make an operator.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets as random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from api.limits import SignInGuard
 from engine.errors import IonfluxError
 from engine.store.db import is_postgres
 from engine.store.ids import new_id
@@ -39,6 +41,19 @@ SETUP_LOCK = 0x696F6E66
 
 class AccessError(IonfluxError):
     code = "auth.invalid"
+
+
+class SignInLimited(AccessError):
+    """Raised when a client or an email has failed to sign in too often lately (``retry_after`` seconds to wait)."""
+
+    code = "request.rate_limited"
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(
+            "too many failed sign-in attempts from this address or for this email",
+            hint=f"wait {seconds} s and try again; an operator can reset a forgotten password",
+        )
+        self.retry_after = seconds
 
 
 @dataclass(frozen=True)
@@ -60,8 +75,9 @@ def digest(secret: str) -> str:
 
 
 class Accounts:
-    def __init__(self, db: sa.Engine) -> None:
+    def __init__(self, db: sa.Engine, guard: SignInGuard | None = None) -> None:
         self.db = db
+        self.guard = guard or SignInGuard()
 
     # --- owners -----------------------------------------------------------------------------------------------
 
@@ -95,6 +111,7 @@ class Accounts:
                 raise _setup_done()
             owner_id = _insert_owner(conn, name, email, hashed, "admin")
             issued = _insert_token(conn, owner_id, token, "admin") if token is not None else None
+        self.audit(Principal(owner_id, "admin", "admin", "first run"), "owner.setup", email)
         return owner_id, issued
 
     def owner(self, owner_id: str) -> dict[str, Any] | None:
@@ -168,16 +185,28 @@ class Accounts:
 
     # --- browser sessions -------------------------------------------------------------------------------------
 
-    def login(self, email: str, password: str) -> tuple[str, Principal] | None:
-        """A new session for the right email and password: (the cookie value, who it is); None otherwise."""
+    def login(self, email: str, password: str, *, client: str = "") -> tuple[str, Principal] | None:
+        """A new session for the right email and password: (the cookie value, who it is); None otherwise. Raises
+        :class:`SignInLimited` when ``client`` (its address) or ``email`` failed too often lately (``guard``)."""
+        wait = self.guard.wait(client, email)
+        if wait > 0:
+            raise SignInLimited(max(1, math.ceil(wait)))
         with self.db.connect() as conn:
             row = conn.execute(sa.select(owners).where(owners.c.email == email)).mappings().first()
-        if row is None or not row["password_hash"]:
-            _HASHER.hash(password)  # the same work either way: timing does not tell which emails exist
-            return None
-        try:
-            _HASHER.verify(row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
+        with self.guard.hashing:
+            if row is None or not row["password_hash"]:
+                _HASHER.hash(password)  # the same work either way: timing does not tell which emails exist
+                ok = False
+            else:
+                try:
+                    ok = _HASHER.verify(row["password_hash"], password)
+                except (VerificationError, InvalidHashError):
+                    ok = False
+        if not ok or row is None:
+            self.guard.failed(client, email)
+            if row is not None:  # the owner sees attempts at their account in their audit log
+                who = Principal(row["id"], row["role"], "read", f"client {client or 'unknown'}")
+                self.audit(who, "auth.login_failed", email)
             return None
         secret, csrf, now = random.token_urlsafe(32), random.token_urlsafe(24), datetime.now(UTC)
         with self.db.begin() as conn:
@@ -190,7 +219,9 @@ class Accounts:
                     expires_at=now + timedelta(days=SESSION_DAYS),
                 )
             )
-        return secret, Principal(row["id"], row["role"], "admin", "session", csrf)
+        principal = Principal(row["id"], row["role"], "admin", "session", csrf)
+        self.audit(principal, "auth.login", email, {"client": client} if client else None)
+        return secret, principal
 
     def by_session(self, secret: str) -> Principal | None:
         with self.db.connect() as conn:

@@ -1,5 +1,7 @@
-"""The size of an API request body, limited at the edge: ``BodyLimit`` refuses a body over the limit with 413
-before a route reads it (a declared ``Content-Length`` at once, a chunked body counted as it arrives)."""
+"""The size of a request body, limited at the edge: ``BodyLimit`` refuses a body over the limit with 413 before a
+route reads it (a declared ``Content-Length`` at once, a chunked body counted as it arrives). It covers the API and
+the UI's form posts (the sign-in form included: a stranger's 200 MB of form fields were read and parsed before);
+webhooks have their own limit."""
 
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyLimit:
-    def __init__(self, app: App, *, max_bytes: int, prefix: str = "/api/") -> None:
+    def __init__(self, app: App, *, max_bytes: int, prefixes: tuple[str, ...] = ("/api/", "/ui/")) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.prefix = prefix
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -41,9 +41,46 @@ class RateLimit:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """Like :meth:`take` without counting a call: 0.0 if one may go ahead now, else the seconds until one may."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _sweep(self, now: float) -> None:
         full_after = self.burst / self.rate  # an idle bucket is full again after this long: forget it
         if now - self._swept < full_after:
             return
         self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items() if now - at < full_after}
         self._swept = now
+
+
+class SignInGuard:
+    """What stands between the sign-in forms and password guessing, or a flood of them.
+
+    Failed attempts are counted per client address and per email (a guesser spreading over many accounts, or over
+    many addresses at one account, meets one of the two); a success costs nothing, so signing in often is fine.
+    And at most ``hashing`` password checks run at once: argon2 takes 64 MiB and tens of milliseconds per check on
+    purpose, so forty parallel attempts took a server from 220 MB to 2.35 GB before this."""
+
+    def __init__(
+        self,
+        *,
+        per_client: float = 30,
+        per_email: float = 10,
+        hashing: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clients = RateLimit(per_client, clock=clock)
+        self.emails = RateLimit(per_email, clock=clock)
+        self.hashing = threading.BoundedSemaphore(hashing)
+
+    def wait(self, client: str, email: str) -> float:
+        """0.0 when this client may try this email now, else the seconds to wait."""
+        return max(self.clients.wait(client), self.emails.wait(email.lower()))
+
+    def failed(self, client: str, email: str) -> None:
+        self.clients.take(client)
+        self.emails.take(email.lower())

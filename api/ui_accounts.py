@@ -14,8 +14,8 @@ class UiAccounts:
     cookie: str = COOKIE
     max_age: int = SESSION_DAYS * 24 * 3600
 
-    def login(self, email: str, password: str) -> str | None:
-        done = self.accounts.login(email, password)
+    def login(self, email: str, password: str, client: str = "") -> str | None:
+        done = self.accounts.login(email, password, client=client)
         return None if done is None else done[0]
 
     def needs_setup(self) -> bool:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from fastapi import Request
 
 from api.accounts import Accounts, Principal
-from api.v1.deps import COOKIE, DEMO_ACTOR, SAFE, on_this_machine, same_origin
+from api.v1.deps import COOKIE, DEMO_ACTOR, SAFE, on_this_machine
 from engine.store.tables import LOCAL_OWNER
-from ui.visitor import Visitor
+from ui.visitor import Visitor, same_origin
 
 
 def find_visitor(request: Request) -> Visitor | None:

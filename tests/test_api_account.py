@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2.exceptions import VerificationError
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -151,6 +152,66 @@ def test_a_browser_session_needs_the_csrf_token_for_changes(a: Api) -> None:
     assert in_query.status_code == 403 and in_query.json()["error"]["code"] == "auth.csrf"
     assert a.client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert a.client.get("/api/v1/me").status_code == 401
+
+
+def test_failed_sign_ins_are_limited_per_email_and_per_client_and_audited(a: Api) -> None:
+    wrong = {"email": "ana@example.com", "password": "wrong-password"}
+    # Given a successful sign-in (it costs nothing) and ten wrong passwords for Ana's email
+    assert a.client.post("/api/v1/login", json=ANA).status_code == 200
+    for _ in range(10):
+        assert a.client.post("/api/v1/login", json=wrong).status_code == 401
+    # Then even the right password waits, with how long, before any password is checked
+    limited = a.client.post("/api/v1/login", json=ANA)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "request.rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60 and "wait" in limited.json()["error"]["hint"]
+    # And another email from the same client has its own count, up to the client's (30 failures a minute)
+    stranger = {"email": "nobody@example.com", "password": "wrong-password"}
+    answers = [a.client.post("/api/v1/login", json=stranger).status_code for _ in range(12)]
+    assert answers[:10] == [401] * 10 and answers[10:] == [429, 429]
+    # And Ana's audit log shows the attempts at her account: one success, ten failures, by client address
+    actions = [(e["action"], e["actor"]) for e in a.call("GET", "/api/v1/audit?limit=50").json()["items"]]
+    assert actions.count(("auth.login_failed", "client testclient")) == 10 and ("auth.login", "session") in actions
+
+
+def test_at_most_two_password_checks_run_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """argon2 takes 64 MiB a check: a burst of sign-ins must not take the server's memory with it."""
+    import time
+
+    import api.accounts
+
+    running_now, most = 0, 0
+    lock = threading.Lock()
+
+    class SlowHasher:
+        def _work(self) -> None:
+            nonlocal running_now, most
+            with lock:
+                running_now += 1
+                most = max(most, running_now)
+            time.sleep(0.05)
+            with lock:
+                running_now -= 1
+
+        def hash(self, password: str) -> str:
+            self._work()
+            return "x"
+
+        def verify(self, hashed: str, password: str) -> bool:
+            self._work()
+            raise VerificationError
+
+    with running("embedded", tmp_path, start=False) as rt:
+        accounts = api.accounts.Accounts(rt.db)
+        monkeypatch.setattr(api.accounts, "_HASHER", SlowHasher())
+        threads = [
+            threading.Thread(target=accounts.login, args=(f"u{n}@example.com", "password-1"), kwargs={"client": str(n)})
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert most == 2
 
 
 def test_signing_out_a_browser_session_needs_its_csrf_token_and_a_token_caller_has_none_to_end(a: Api) -> None:

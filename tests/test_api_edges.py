@@ -185,7 +185,8 @@ def test_the_audit_log_says_who_changed_what_and_when(a: Api) -> None:
     # Then each change is there, newest first, with the credential that made it and the time it was made
     assert [(e["action"], e["target"], e["actor"]) for e in entries] == [
         ("secret.delete", "shop_token", "session"),
-        ("token.create", entries[1]["target"], f"token {tokens['admin token']}…"),
+        ("auth.login", "ana@example.com", "session"),
+        ("token.create", entries[2]["target"], f"token {tokens['admin token']}…"),
         ("secret.set", "shop_token", f"token {tokens['write token']}…"),
         ("flow.save", "gated", f"token {tokens['write token']}…"),
     ]

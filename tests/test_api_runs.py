@@ -84,6 +84,9 @@ def test_a_run_starts_with_checked_input_and_shows_its_steps_and_payloads(a: Api
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "run.input_invalid"
     assert bad.json()["error"]["location"][0]["field"] == "input.n"
     assert a.call("POST", "/api/v1/flows/double/runs", "write", json={"input": [1]}).status_code == 422
+    raw = {"content": b'{"input": {"n": 1e999}}', "headers": {"Content-Type": "application/json"}}  # not JSON's
+    huge = a.call("POST", "/api/v1/flows/double/runs", "write", **raw)
+    assert huge.status_code == 422 and huge.json()["error"]["location"][0]["field"] == "input.n", huge.text
     assert a.call("POST", "/api/v1/flows/nope/runs", "write", json={}).json()["error"]["code"] == "flow.not_found"
     wrong_version = a.call("POST", "/api/v1/flows/double/runs", "write", json={"version": "v-nope"})
     assert wrong_version.status_code == 422 and wrong_version.json()["error"]["location"][0]["field"] == "version"

@@ -143,8 +143,8 @@ class Things:
         if names:
             sources = [self.values(route, name) for name in names]
             found += [{"path_parameters": dict(zip(names, v, strict=True))} for v in itertools.product(*sources)]
-        if route == "GET /api/v1/flows/{flow_id}/diff":
-            found = [{**f, "query": {"from": self.gated["version"]}} for f in found]
+        if route == "GET /api/v1/flows/{flow_id}/diff":  # the version is the gated flow's: the other flows are 422
+            found = [{"path_parameters": {"flow_id": self.gated["id"]}, "query": {"from": self.gated["version"]}}]
         if route in BODIES:
             found.append({"body": BODIES[route], "media_type": "application/json"})
         return found

@@ -60,6 +60,25 @@ def test_a_wrong_password_is_said_inline_and_sets_nothing(u: Ui) -> None:
     assert "set-cookie" not in answer.headers
 
 
+def test_another_site_cannot_sign_a_browser_in_and_guessing_waits(u: Ui) -> None:
+    ana = {"email": "ana@example.com", "password": PASSWORDS["ana@example.com"]}
+    # Another site's form posting the right credentials (login CSRF: the victim would work in the attacker's account)
+    foreign = u.client.post("/ui/login", data=ana, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+    # Ten wrong passwords, then even the right one is asked to wait, on the page
+    for _ in range(10):
+        assert u.client.post("/ui/login", data={**ana, "password": "not-her-password"}).status_code == 401
+    waiting = u.client.post("/ui/login", data=ana)
+    assert waiting.status_code == 429 and "set-cookie" not in waiting.headers
+    assert 'role="alert"' in waiting.text and "too many failed sign-in attempts" in waiting.text
+
+
+def test_an_oversized_form_is_refused_before_it_is_read(u: Ui) -> None:
+    fields = {f"f{n}": "x" * (1024 * 1024) for n in range(3)}  # 3 MB of form fields, no sign-in needed
+    answer = u.client.post("/ui/login", data=fields)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request.too_large"
+
+
 @pytest.mark.parametrize(
     "target",
     ["https://evil.example/x", "//evil.example/x", "/\\evil.example", "http:/ui/flows", "javascript:alert(1)", "ui/x"],

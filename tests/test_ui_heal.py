@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.accounts import Accounts
+from api.settings import Settings
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
 from tests.runtime_helpers import TYPO, TYPO_INPUT, flow, one_step_flow, running
@@ -165,6 +166,17 @@ def test_another_owners_run_is_not_found(rt: Runtime, client: TestClient) -> Non
         answer = client.post(f"/ui/runs/{theirs}/{path}", headers=HX)
         assert answer.status_code == 404 and "run.not_found" in answer.text
     assert str(rt.status(theirs)) == "failed"
+
+
+def test_asking_jules_to_fix_spends_the_owners_co_pilot_budget(rt: Runtime, app: FastAPI, client: TestClient) -> None:
+    # Given an owner allowed one co-pilot call a minute, and a failed run
+    app.state.settings = Settings(open_local=True, bind="127.0.0.1:8080", copilot_rate_per_minute=1)
+    run_id = settled(rt, TYPO, TYPO_INPUT)
+    # When Jules is asked twice, Then the second waits, as the API's heal and the Builder's messages do
+    assert client.post(f"/ui/runs/{run_id}/heal", headers=HX).status_code == 200
+    again = client.post(f"/ui/runs/{run_id}/heal", headers=HX)
+    assert again.status_code == 429 and "request.rate_limited" in again.text and "try again in" in again.text
+    assert int(again.headers["Retry-After"]) >= 1
 
 
 def test_a_rerun_from_the_page_is_followed_live_again(rt: Runtime, client: TestClient) -> None:

@@ -36,8 +36,9 @@ def owner_of(u: Ui, email: str = "ana@example.com") -> str:
 
 
 def actions(u: Ui, email: str = "ana@example.com") -> list[tuple[str, str, object]]:
-    """The owner's audit log, oldest first: (action, target, detail)."""
-    return [(e["action"], e["target"], e["detail"]) for e in reversed(u.accounts.audit_log(owner_of(u, email)))]
+    """The owner's audit log, oldest first, without the sign-ins: (action, target, detail)."""
+    log = reversed(u.accounts.audit_log(owner_of(u, email)))
+    return [(e["action"], e["target"], e["detail"]) for e in log if not e["action"].startswith("auth.")]
 
 
 def unlabelled(page: str) -> list[str]:

@@ -177,6 +177,8 @@ def test_shopify_and_stripe_signatures(rt: Runtime) -> None:
         ({"signature": "sha256=" + "0" * 64}, 401, "webhook.bad_signature", "same secret"),
         ({"signature": "md5=abc"}, 401, "webhook.bad_signature", "prefix"),
         ({"body": b"{not json"}, 400, "webhook.malformed", "valid JSON"),
+        ({"body": b'{"amount": NaN}'}, 400, "webhook.malformed", "valid JSON"),
+        ({"body": b'{"amount": 1e999}'}, 400, "webhook.malformed", "valid JSON"),
         ({"body": b"x" * 2_000_000}, 413, "webhook.too_large", "IONFLUX_MAX_WEBHOOK_BYTES"),
     ],
 )

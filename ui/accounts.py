@@ -16,8 +16,9 @@ class Accounts(Protocol):
     cookie: str  # the session cookie's name
     max_age: int  # how long a session lasts, in seconds (the cookie's Max-Age)
 
-    def login(self, email: str, password: str) -> str | None:
-        """A new session's cookie value for the right email and password; None otherwise."""
+    def login(self, email: str, password: str, client: str = "") -> str | None:
+        """A new session's cookie value for the right email and password; None otherwise. Raises an
+        ``IonfluxError`` saying how long to wait when ``client`` (its address) or the email failed too often."""
         ...
 
     def needs_setup(self) -> bool:

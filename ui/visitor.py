@@ -8,6 +8,7 @@ page (or the first-run page while the installation has no owner).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,9 +50,18 @@ def visitor(request: Request) -> Visitor:
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def same_origin(request: Request) -> bool:
+    """The request carries no ``Origin`` (not a cross-site browser request) or this server's own."""
+    origin = request.headers.get("origin")
+    return origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
+
+
 class CsrfRefused(HTTPException):
+    code = "auth.csrf"  # the error model's code and hint (api.v1.errors answers an HTTPException with them)
+    hint = "reload the page and try again: a change made from a page must carry that page's CSRF token"
+
     def __init__(self) -> None:
-        super().__init__(status_code=403, detail="this change needs the page's CSRF token (reload the page)")
+        super().__init__(status_code=403, detail="this change needs the page's CSRF token, and did not carry it")
 
 
 def check_csrf(request: Request, who: Visitor, form_token: str | None = None) -> None:
@@ -59,7 +69,9 @@ def check_csrf(request: Request, who: Visitor, form_token: str | None = None) ->
     the pages' htmx requests send, or a form's ``csrf`` field), so another site cannot post in the user's name."""
     if request.method in SAFE or who.csrf is None:
         return  # the open demo is guarded where it is granted (same origin + an htmx header), tokens need none
-    if (request.headers.get("x-csrf-token") or form_token) != who.csrf:
+    sent = request.headers.get("x-csrf-token") or form_token or ""
+    # compare_digest: how long a wrong guess takes to be refused says nothing about the right token
+    if not hmac.compare_digest(sent.encode(), who.csrf.encode()):
         raise CsrfRefused
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from api.accounts import SignInLimited
 from api.v1.deps import COOKIE, AccountsDep, Admin, Cursor, Limit, Operator, Page, Reader, after, check_csrf, page, who
 from api.v1.errors import ApiError, Problem
 
@@ -134,10 +135,20 @@ def setup(body: Setup, accounts: AccountsDep) -> SetupDone:
 
 
 @router.post(
-    "/login", response_model=Session, responses={401: {"model": Problem, "description": "wrong email or password"}}
+    "/login",
+    response_model=Session,
+    responses={
+        401: {"model": Problem, "description": "wrong email or password"},
+        429: {"model": Problem, "description": "too many failed attempts lately (Retry-After says how long to wait)"},
+    },
 )
 def login(body: Login, request: Request, response: Response, accounts: AccountsDep) -> Session:
-    done = accounts.login(body.email, body.password)
+    """Sign in: a session cookie and its CSRF token. Failed attempts are limited per client address and per email
+    (429 with Retry-After), and recorded in the owner's audit log."""
+    try:
+        done = accounts.login(body.email, body.password, client=request.client.host if request.client else "")
+    except SignInLimited as e:
+        raise ApiError(429, e.code, e.message, hint=e.hint, headers={"Retry-After": str(e.retry_after)}) from None
     if done is None:
         raise ApiError(
             401, "auth.invalid", "wrong email or password", hint="check both, or ask an operator to reset it"

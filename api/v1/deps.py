@@ -26,6 +26,7 @@ from api.accounts import Accounts, Principal
 from api.v1.errors import ApiError
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
+from ui.visitor import same_origin
 
 COOKIE = "ionflux_session"
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -99,12 +100,6 @@ def _loopback_name(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def same_origin(request: Request) -> bool:
-    """The request carries no ``Origin`` (not a cross-site browser request) or this server's own."""
-    origin = request.headers.get("origin")
-    return origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
 
 
 def _local_demo(request: Request) -> Principal | None:

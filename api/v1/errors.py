@@ -45,8 +45,10 @@ EXACT = {
     "copilot.no_valid_flow": 422,
 }
 SUFFIX = {"not_found": 404, "invalid": 422, "exists": 409, "refused": 409, "conflict": 409}
-# the router's own refusals: no route, or not this method
+# the framework's own refusals: a body it could not parse (JSON nested too deep, …; answered as 422 like every
+# invalid request), no route, or not this method
 ROUTING = {
+    400: ("request.invalid", "the body could not be read: send JSON (or YAML where the route says so), as documented"),
     404: ("route.not_found", "the API's routes are listed at /api/docs (the schema: /api/openapi.json)"),
     405: ("route.method_not_allowed", "the Allow header lists the methods this route takes"),
 }
@@ -127,7 +129,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
         code, hint = ROUTING.get(e.status_code, ("http.error", ""))
-        answer = problem(e.status_code, code, str(e.detail), hint)
+        code, hint = getattr(e, "code", code), getattr(e, "hint", hint)  # a refusal that names its own (ui.visitor)
+        answer = problem(422 if e.status_code == 400 else e.status_code, code, str(e.detail), hint)
         answer.headers.update(e.headers or {})  # a 405's Allow
         return answer
 

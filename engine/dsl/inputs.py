@@ -6,7 +6,8 @@ validated; a run with invalid input is refused before it exists, with every prob
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from engine.dsl.metaschema import instance_problems
@@ -50,6 +51,9 @@ def run_input(flow: Flow, raw: Any) -> dict[str, Any]:
     value = {} if raw is None else raw
     if not isinstance(value, dict):
         raise RunInputError(flow.id, [("input", f"must be a mapping of named values, not {type(value).__name__}")])
+    unstorable = [(path, "NaN and infinite numbers are not JSON: send a number") for path in _not_finite(value)]
+    if unstorable:
+        raise RunInputError(flow.id, unstorable)
     if flow.inputs is None:
         return dict(value)
     value = with_defaults(flow.inputs, value)
@@ -60,3 +64,16 @@ def run_input(flow: Flow, raw: Any) -> dict[str, Any]:
     if problems:
         raise RunInputError(flow.id, problems)
     return dict(value)
+
+
+def _not_finite(value: Any, path: str = "inputs") -> Iterator[str]:
+    """The paths of NaN and infinite numbers in ``value`` (Python's JSON parser reads NaN, Infinity and 1e999, but
+    they are not JSON: a run's input is stored as JSON, so they would fail there instead of here)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _not_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _not_finite(item, f"{path}[{n}]")

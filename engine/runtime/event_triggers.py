@@ -11,13 +11,13 @@ the same for the process's own publishes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.runtime import payloads
 from engine.runtime.triggers import Armed, Triggers
 from engine.steps.bus import Bus, Message
 
@@ -79,7 +79,7 @@ def consumer_name(trigger: Armed) -> str:
 def event_of(message: Message) -> dict[str, Any]:
     """What a run sees as ``trigger``: the subject and the payload (JSON when it parses, else text)."""
     try:
-        data: Any = json.loads(message.data)
+        data: Any = payloads.loads(message.data)
     except ValueError:
         data = message.data.decode(errors="replace")
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from engine.errors import IonfluxError
@@ -18,6 +19,23 @@ class PayloadTooLargeError(IonfluxError):
 def dumps(value: Any) -> str:
     """Compact JSON; NaN and infinities are refused (JSON has no such numbers, PostgreSQL's json type neither)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON from outside (a webhook's body, an event's data): ``ValueError`` for NaN, Infinity or a number too large
+    for a float (1e999), which Python's parser would take but JSON (and the run's stored input) cannot hold."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is too large for a JSON number here")
+    return number
 
 
 def _default(value: Any) -> Any:

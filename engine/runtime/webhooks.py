@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from engine.dsl.model import Signature, WebhookTrigger
+from engine.runtime import payloads
 from engine.runtime.triggers import Accepted, Armed, Triggers
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -108,7 +108,7 @@ def parse_body(delivery: Delivery) -> Any:
     kind = delivery.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return json.loads(delivery.body) if delivery.body else None
+            return payloads.loads(delivery.body) if delivery.body else None
         except (ValueError, UnicodeDecodeError) as e:
             raise Refused(400, "webhook.malformed", f"the body is not JSON: {e}") from None
     if kind == "application/x-www-form-urlencoded":

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from engine.errors import IonfluxError
 from ui.accounts import Accounts, accounts
 from ui.rendering import page
-from ui.visitor import Visitor, check_csrf
+from ui.visitor import Visitor, check_csrf, same_origin
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -69,7 +69,15 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = HOME,
 ) -> Response:
     target = safe_next(next)
-    cookie = known.login(email.strip(), password) if email.strip() and password else None
+    if not same_origin(request):  # another site signing this browser in to an account of its choosing
+        context = {"next": target, "email": email, "error": "Sign in from this site's own page.", "nav": ()}
+        return page(request, "account_login.html", None, context, status=403)
+    client = request.client.host if request.client else ""
+    try:
+        cookie = known.login(email.strip(), password, client) if email.strip() and password else None
+    except IonfluxError as e:  # too many failed attempts lately
+        context = {"next": target, "email": email, "error": f"{e.message}: {e.hint}.", "nav": ()}
+        return page(request, "account_login.html", None, context, status=429)
     if cookie is None:
         error = "Wrong email or password." if email.strip() and password else "Enter your email and password."
         context = {"next": target, "email": email, "error": error, "nav": ()}

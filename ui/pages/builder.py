@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from engine.dsl.validator import load_flow
 from engine.errors import IonfluxError
 from engine.runtime.runtime import Runtime
 from ui import graph, node_form
+from ui.copilot_budget import wait_seconds
 from ui.jules import BuilderJules, Conversation, NotFound, Reply, jules
 from ui.rendering import page, templates
 from ui.visitor import Visitor, audit, check_csrf, visitor
@@ -172,10 +172,8 @@ async def say(
         return _refused(404, f"you have no Builder session {session_id!r}")
     if not text.strip():
         return _refused(422, "say what to automate, or what to change in the draft")
-    waiter = getattr(request.app.state, "ui_copilot_wait", None)  # the composition root's per-owner limit
-    wait = waiter(request, who.owner_id) if waiter is not None else 0.0
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
+    seconds = wait_seconds(request, who.owner_id)
+    if seconds:
         answer = _refused(429, f"too many messages to Jules this minute: try again in {seconds} s")
         answer.headers["Retry-After"] = str(seconds)
         return answer

@@ -38,6 +38,7 @@ from engine.runtime.commit_waker import waker
 from engine.runtime.run_feed import SETTLE_SECONDS, CursorInvalidError, FeedEvent, OwnerCursor, OwnerFeed, RunFeed
 from engine.runtime.runtime import Runtime
 from ui import graph
+from ui.copilot_budget import wait_seconds
 from ui.healer import Changed, NotFound, RunHealer, healer
 from ui.rendering import page, templates
 from ui.visitor import Visitor, audit, check_csrf, visitor
@@ -351,7 +352,14 @@ def _may_heal(request: Request, who: Visitor, run_id: str) -> HTMLResponse | Non
     if not _owned(_runtime(request), who, run_id):
         return _refused(404, "run.not_found", f"you have no run {run_id!r}")
     if not who.may("write"):
-        return _refused(403, "auth.scope", "your access is read-only: you cannot heal runs")
+        return _refused(403, "auth.forbidden", "your access is read-only: you cannot heal runs")
+    seconds = wait_seconds(request, who.owner_id)  # Jules's diagnosis may call a model: the co-pilot's budget
+    if seconds:
+        answer = _refused(
+            429, "request.rate_limited", "too many co-pilot calls this minute", f"try again in {seconds} s"
+        )
+        answer.headers["Retry-After"] = str(seconds)
+        return answer
     return None
 
 
@@ -380,7 +388,7 @@ def act(
     if not _owned(runtime, who, run_id):
         return _refused(404, "run.not_found", f"you have no run {run_id!r}")
     if not who.may("write"):
-        return _refused(403, "auth.scope", "your access is read-only: you cannot act on runs")
+        return _refused(403, "auth.forbidden", "your access is read-only: you cannot act on runs")
     orchestrator = runtime.orchestrator
     head = owned_runs.head(runtime.db, run_id)
     before = head.seq if head is not None else 0
