@@ -20,6 +20,7 @@ from api.accounts import Accounts
 from api.body_limit import BodyLimit
 from api.limits import RateLimit
 from api.no_nul import NoNul
+from api.security_headers import SecurityHeaders
 from api.settings import Settings
 from api.ui_accounts import UiAccounts
 from api.ui_heal import UiHealer
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(v1.router())
     app.add_middleware(NoNul)  # inside BodyLimit: it reads a body already known to be small enough
     app.add_middleware(BodyLimit, max_bytes=api_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer has them, refusals at the edge included
     app.state.ui_visitor = find_visitor  # who is looking at a UI page (session cookie or the open demo)
     app.state.ui_audit = record_change(app.state.accounts)  # pages' changes go into the audit log too
     web.mount(app)  # the web UI: its pages and /static

@@ -307,6 +307,17 @@ def test_every_refusal_has_the_same_shape(
     assert error["code"] == code and error["message"] and "Traceback" not in answer.text
 
 
+def test_no_page_or_answer_can_be_framed_or_sniffed(a: Api) -> None:
+    """Clickjacking: the open local demo needs no cookie, so another site could show its pages in a frame."""
+    for path in ("/ui/login", "/api/v1/me", "/api/v1/nope", "/health"):
+        answer = a.client.get(path)
+        assert answer.headers["x-frame-options"] == "DENY", path
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'", path
+        assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["referrer-policy"], path
+    too_large = a.client.post("/api/v1/login", content=b"x" * (3 * 1024 * 1024))  # refused at the edge
+    assert too_large.status_code == 413 and too_large.headers["x-frame-options"] == "DENY"
+
+
 def test_health_and_readiness(a: Api) -> None:
     assert a.client.get("/health").json()["ok"] is True
     assert a.client.get("/ready").json() == {"ok": True}
