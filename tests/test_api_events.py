@@ -5,6 +5,7 @@ LLM tokens come live without ids; heartbeats keep quiet streams open; nothing cr
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -191,20 +192,84 @@ def test_an_owner_stream_resumes_across_runs_and_shows_no_other_owners_events(a:
     headers = a.as_("read")
 
     def both_finished(got: list[Sse]) -> bool:
-        return {e.json()["run_id"] for e in got if e.json()["finished"]} == mine
+        return {e.json()["run_id"] for e in got if e.id and e.json()["finished"]} == mine
 
     with served(a) as base:
         url = f"{base}/api/v1/events?since={since}"
-        # When the connection drops after three events and resumes with the last id
-        one = listen(url, headers, lambda got: len(got) == 3)
-        two = listen(f"{base}/api/v1/events", {**headers, "Last-Event-ID": one[-1].id or ""}, both_finished)
-        # Then every event of my runs came once, each run in order, and none of theirs
+        # When the connection drops after three recorded events and resumes with the last id
+        one = listen(url, headers, lambda got: len([e for e in got if e.id]) == 3)
+        last = [e for e in one if e.id][-1].id or ""
+        two = listen(f"{base}/api/v1/events", {**headers, "Last-Event-ID": last}, both_finished)
+        # Then every recorded event of my runs came once, each run in order, and none of theirs, live ones included
         got = one + two
         assert theirs not in {e.json()["run_id"] for e in got}
         for run_id in mine:
-            assert [(e.json()["seq"], e.event) for e in got if e.json()["run_id"] == run_id] == recorded(a, run_id)
+            kept = [(e.json()["seq"], e.event) for e in got if e.id and e.json()["run_id"] == run_id]
+            assert kept == recorded(a, run_id)
         # And with follow=false a caught-up cursor ends at once, with nothing new
-        assert listen(f"{base}/api/v1/events?follow=false&cursor={two[-1].id}", headers) == []
+        caught_up = [e for e in two if e.id][-1].id
+        assert listen(f"{base}/api/v1/events?follow=false&cursor={caught_up}", headers) == []
+
+
+TALKS = flow(
+    """
+    fluxgraph: 1
+    id: talks
+    nodes:
+      - {id: say, type: log, with: {message: "half way there"}}
+      - {id: rest, type: test.sleep, needs: [say], with: {seconds: 0.2}}
+    """
+)
+
+
+def test_live_events_show_steps_starting_their_logs_and_tokens_on_both_streams(a: Api) -> None:
+    """What happens between recorded events, as it happens: a step starting on a worker, each log line, an LLM's
+    tokens; live, without ids (a reconnect does not repeat them), on the run's stream and its owner's only."""
+    a.runtime.orchestrator.save_flow(TALKS, "talks.yaml", owner=a.owner)
+    a.runtime.orchestrator.save_flow(TALKS.replace("id: talks", "id: theirs"), "theirs.yaml", owner=a.other)
+    headers = a.as_("read")
+    with served(a) as base:
+        owner_seen: list[Sse] = []
+
+        def owner_done(got: list[Sse]) -> bool:
+            owner_seen[:] = got
+            return any(e.id and e.json()["finished"] for e in got)
+
+        since = quote((datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+        watcher = threading.Thread(target=listen, args=(f"{base}/api/v1/events?since={since}", headers, owner_done))
+        watcher.start()
+        time.sleep(0.5)  # the owner's stream is listening before the runs start (live events are not replayed)
+        theirs = a.call("POST", "/api/v1/flows/theirs/runs", "other", json={}).json()["run_id"]
+        run_id = a.call("POST", "/api/v1/flows/talks/runs", "write", json={}).json()["run_id"]
+        watcher.join(30)
+        assert str(a.runtime.wait(theirs, 30)) == "succeeded"
+    live = [(e.event, e.json()) for e in owner_seen if e.id is None]
+    assert all(data["run_id"] == run_id for _, data in live), "another owner's live events crossed over"
+    assert [(kind, data["key"]) for kind, data in live if kind == "step.started"] == [
+        ("step.started", "say"),
+        ("step.started", "rest"),
+    ]
+    logs = [data for kind, data in live if kind == "step.log"]
+    assert [(d["key"], d["level"], d["message"]) for d in logs] == [("say", "info", "half way there")]
+    # And a token published for my run reaches my owner stream (an LLM step publishes them this way)
+    with served(a) as base:
+        since = quote(datetime.now(UTC).isoformat())
+
+        def until_token(got: list[Sse]) -> bool:
+            return any(e.event == "llm.token" for e in got)
+
+        def publish_soon() -> None:
+            time.sleep(0.5)
+            token = {"run_id": run_id, "owner": a.owner, "key": "say", "attempt": 1, "kind": "llm.token", "text": "Hi"}
+            a.runtime.bus.publish(
+                live_subject(run_id), json.dumps(token, separators=(",", ":")).encode(), durable=False
+            )
+
+        publisher = threading.Thread(target=publish_soon)
+        publisher.start()
+        got = listen(f"{base}/api/v1/events?since={since}", headers, until_token)
+        publisher.join(5)
+        assert [e.json()["text"] for e in got if e.event == "llm.token"] == ["Hi"]
 
 
 def test_streams_refuse_strangers_and_bad_cursors(tmp_path: Path) -> None:

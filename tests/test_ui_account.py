@@ -73,6 +73,15 @@ def test_another_site_cannot_sign_a_browser_in_and_guessing_waits(u: Ui) -> None
     assert 'role="alert"' in waiting.text and "too many failed sign-in attempts" in waiting.text
 
 
+def test_an_address_with_no_page_answers_a_page_that_says_where_to_go(u: Ui) -> None:
+    for method in ("GET", "POST"):
+        answer = u.client.request(method, "/ui/flowz")
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+        assert "Page not found" in answer.text and "<code>/ui/flowz</code>" in answer.text
+        assert 'href="/ui/flows"' in answer.text
+    assert u.client.get("/api/v1/flowz").json()["error"]["code"] == "route.not_found"  # the API's stays JSON
+
+
 def test_an_oversized_form_is_refused_before_it_is_read(u: Ui) -> None:
     fields = {f"f{n}": "x" * (1024 * 1024) for n in range(3)}  # 3 MB of form fields, no sign-in needed
     answer = u.client.post("/ui/login", data=fields)

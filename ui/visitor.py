@@ -38,10 +38,15 @@ class SignInRequired(HTTPException):
         super().__init__(status_code=303, headers={"Location": to})
 
 
+def known_visitor(request: Request) -> Visitor | None:
+    """The visitor of a page, or None for a stranger."""
+    find: Finder | None = getattr(request.app.state, "ui_visitor", None)
+    return find(request) if find is not None else None
+
+
 def visitor(request: Request) -> Visitor:
     """The visitor of a page (a FastAPI dependency); a stranger is redirected to sign in."""
-    find: Finder | None = getattr(request.app.state, "ui_visitor", None)
-    found = find(request) if find is not None else None
+    found = known_visitor(request)
     if found is None:
         raise SignInRequired(f"/ui/login?next={request.url.path}")
     return found

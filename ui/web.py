@@ -23,7 +23,8 @@ from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ui import pages
-from ui.visitor import SignInRequired
+from ui.rendering import NAV, page
+from ui.visitor import SignInRequired, known_visitor
 
 log = logging.getLogger("ionflux.ui")
 
@@ -54,6 +55,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(_router(Jinja2Templates(directory=TEMPLATES)))
     for router in pages.routers():  # every screen in ui/pages/
         app.include_router(router)
+    app.include_router(_missing())  # last: only what no screen answers
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -68,6 +70,18 @@ async def _to_sign_in(_request: Request, e: Exception) -> RedirectResponse:
     answer = RedirectResponse(target, status_code=303)
     answer.headers["HX-Redirect"] = target
     return answer
+
+
+def _missing() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.api_route("/ui/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    def missing(request: Request, rest: str) -> HTMLResponse:
+        """A page address with no page: an HTML page that says so and where to go (not the API's JSON 404)."""
+        who = known_visitor(request)
+        return page(request, "page_missing.html", who, {"nav": NAV if who is not None else ()}, status=404)
+
+    return router
 
 
 def _router(templates: Jinja2Templates) -> APIRouter:

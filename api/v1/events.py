@@ -14,11 +14,13 @@ after ``Last-Event-ID``, the ``seq`` of the last one received: a reconnect loses
 new ones as they commit, and ends with ``event: end`` once the run has finished (``follow=true`` keeps it open,
 for re-runs). Recorded events are never skipped: they are read from the database, not from memory.
 
-Live, unrecorded events (an LLM step's tokens: ``event: llm.token``) come in between, as they happen, with no
-``id``: a client that reconnects does not get them again, and they do not move its ``Last-Event-ID``.
+Live, unrecorded events (a step starting on a worker: ``step.started``; its log lines while it runs:
+``step.log``; an LLM step's tokens: ``llm.token``) come in between, as they happen, with no ``id``: a client that
+reconnects does not get them again, and they do not move its ``Last-Event-ID`` (engine.runtime.execute sends them).
 
 The owner's stream (``/api/v1/events``) sends every event of every run of theirs, from now (or ``since``), with
-an opaque cursor as the ``id`` (engine.runtime.run_feed explains it); ``Last-Event-ID`` resumes after it.
+an opaque cursor as the ``id`` (engine.runtime.run_feed explains it); ``Last-Event-ID`` resumes after it. It gets
+the live events of the owner's runs too, picked by the ``owner`` each one carries.
 
 Both send a comment (``: ping``) every 15 s so proxies keep the connection, notice a finished run at once when
 this process recorded it (the orchestrator's ``committed`` condition) and otherwise look every half second.
@@ -43,7 +45,7 @@ from api.v1.errors import ApiError, Problem
 from api.v1.runs import RunId, owned
 from engine.runtime import owned_runs
 from engine.runtime.commit_waker import waker as _waker
-from engine.runtime.execute import live_subject
+from engine.runtime.execute import LIVE_SUBJECTS, live_subject
 from engine.runtime.run_feed import (
     BATCH,
     SETTLE_SECONDS,
@@ -97,12 +99,15 @@ class RunEventOut(BaseModel):
 SSE_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "description": "the kind: run_started, step_succeeded, …, llm.token, end"},
+        "event": {
+            "type": "string",
+            "description": "the kind: run_started, step_succeeded, …, end; live: step.started, step.log, llm.token",
+        },
         "id": {"type": "string", "description": "a recorded event's seq (a run's stream) or cursor (the owner's)"},
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "description": "a RunEventOut (`x-event-data`); `end`: {run_id, status, seq}; `llm.token`: the token",
+            "description": "a RunEventOut (`x-event-data`); `end`: {run_id, status, seq}; live: {run_id, key, …}",
         },
         "retry": {"type": "integer"},
     },
@@ -235,8 +240,16 @@ async def _owner_stream(
     request: Request, runtime: Runtime, feed: OwnerFeed, follow: bool, settings: StreamSettings
 ) -> AsyncIterator[ServerSentEvent]:
     signals: asyncio.Queue[Message | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    owner = feed.owner_id
+
+    def on_live(message: Message) -> None:  # the publisher's thread (a worker): only this owner's runs
+        if f'"owner":{json.dumps(owner)}'.encode() in message.data:  # compact JSON, written by engine.runtime.execute
+            loop.call_soon_threadsafe(signals.put_nowait, message)
+
+    unsubscribe = runtime.bus.subscribe(LIVE_SUBJECTS, on_live) if follow else (lambda: None)
     waker = _waker(runtime.orchestrator)
-    waker.add(asyncio.get_running_loop(), signals)
+    waker.add(loop, signals)
     try:
         while True:
             _drain(signals)
@@ -247,9 +260,10 @@ async def _owner_stream(
                 continue  # there may be more: read again before waiting
             if not follow or await request.is_disconnected():
                 return
-            async for _ in _wait(signals, settings.poll_seconds):
-                pass
+            async for live in _wait(signals, settings.poll_seconds):
+                yield ServerSentEvent(live.data.decode(), event=_live_kind(live))
     finally:
+        unsubscribe()
         waker.remove(signals)
 
 

@@ -40,7 +40,8 @@ def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> S
         return StepResult(error=StepError(e.code, payloads.scrub(message, redact)))
     node = plan.nodes[key.node]
     net = tuple(str(p) for p in node.permissions.net) if node.permissions is not None else ()
-    emit = _live(bus, work, redact) if bus is not None else _ignore
+    emit = _live(bus, work, orchestrator.owner_of(plan.flow.id), redact) if bus is not None else _ignore
+    emit("step.started", {"node": key.node, "type": work.node_type})
     call = StepCall(
         key,
         work.attempt,
@@ -50,6 +51,7 @@ def execute(orchestrator: Orchestrator, work: Work, bus: Bus | None = None) -> S
         run_id=work.run_id,
         net=net,
         emit=emit,
+        log=_LiveLog(emit) if bus is not None else [],
         secrets=redact,
         limits=_limits(node),
     )
@@ -116,9 +118,13 @@ def live_subject(run_id: str) -> str:
     return f"ionflux.runs.{run_id}.live"
 
 
-def _live(bus: Bus, work: Work, redact: tuple[str, ...]) -> Callable[[str, Mapping[str, Any]], None]:
+LIVE_SUBJECTS = "ionflux.runs.*.live"  # every run's live events (an owner's stream picks its own by "owner")
+LIVE_LOG_LINES = 200  # a step's first log lines go out live as well; all of them are recorded when it ends
+
+
+def _live(bus: Bus, work: Work, owner: str, redact: tuple[str, ...]) -> Callable[[str, Mapping[str, Any]], None]:
     subject = live_subject(work.run_id)
-    head = {"run_id": work.run_id, "key": str(work.key), "attempt": work.attempt}
+    head = {"run_id": work.run_id, "owner": owner, "key": str(work.key), "attempt": work.attempt}
 
     def emit(kind: str, data: Mapping[str, Any]) -> None:
         event = payloads.redact_value({**head, "kind": kind, **data}, redact)
@@ -126,6 +132,20 @@ def _live(bus: Bus, work: Work, redact: tuple[str, ...]) -> Callable[[str, Mappi
             bus.publish(subject, json.dumps(event, separators=(",", ":")).encode(), durable=False)
 
     return emit
+
+
+class _LiveLog(list[tuple[str, str]]):
+    """A step's log (``StepCall.log``) that also sends its first ``LIVE_LOG_LINES`` lines live (``step.log``), so a
+    watcher sees a long step's progress while it runs; the recorded event keeps them all."""
+
+    def __init__(self, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
+        super().__init__()
+        self._emit = emit
+
+    def append(self, line: tuple[str, str]) -> None:
+        super().append(line)
+        if len(self) <= LIVE_LOG_LINES:
+            self._emit("step.log", {"level": line[0], "message": line[1][:2000]})
 
 
 def _input_error(work: Work, context: dict[str, Any], secrets: dict[str, str], error: ExpressionError) -> str:

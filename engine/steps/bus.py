@@ -188,16 +188,18 @@ class NatsBus:
 
     def publish(self, subject: str, data: bytes, *, msg_id: str | None = None, durable: bool = True) -> int | None:
         nc = self._connection()
+        if not durable:  # a live view's message (a token, a log line): sent in order, not waited for
+            asyncio.run_coroutine_threadsafe(nc.publish(subject, data), self._loop)
+            return None
 
         async def send() -> int | None:
-            stream = await self._stream_for(nc, subject) if durable else None
+            stream = await self._stream_for(nc, subject)
             if stream is not None:
                 headers = {"Nats-Msg-Id": msg_id} if msg_id else None
                 ack = await nc.jetstream().publish(subject, data, timeout=self.timeout, stream=stream, headers=headers)
                 return int(ack.seq)
             await nc.publish(subject, data)
-            if durable:
-                await nc.flush(timeout=self.timeout)
+            await nc.flush(timeout=self.timeout)
             return None
 
         try:
