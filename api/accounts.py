@@ -109,7 +109,7 @@ class Accounts:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SETUP_LOCK)))
             if _first_owner(conn) is not None:
                 raise _setup_done()
-            owner_id = _insert_owner(conn, name, email, hashed, "admin")
+            owner_id = _claim_local(conn, name, email, hashed) or _insert_owner(conn, name, email, hashed, "admin")
             issued = _insert_token(conn, owner_id, token, "admin") if token is not None else None
         self.audit(Principal(owner_id, "admin", "admin", "first run"), "owner.setup", email)
         return owner_id, issued
@@ -287,8 +287,21 @@ def _setup_done() -> AccessError:
 
 
 def _first_owner(conn: sa.Connection) -> str | None:
-    """An owner besides the local one (the command line's, which cannot sign in), if there is one."""
-    return conn.execute(sa.select(owners.c.id).where(owners.c.id != LOCAL_OWNER).limit(1)).scalar()
+    """An owner besides the local one as it starts (the command line's, which cannot sign in), if there is one."""
+    query = sa.select(owners.c.id).where(sa.or_(owners.c.id != LOCAL_OWNER, owners.c.password_hash.is_not(None)))
+    return conn.execute(query.limit(1)).scalar()
+
+
+def _claim_local(conn: sa.Connection, name: str, email: str, hashed: str) -> str | None:
+    """Make the first owner the local one (LOCAL_OWNER), given a name, an email, a password and the operator role:
+    what the command line, ``ionflux up`` and the open demo made (the bundled flows, runs, secrets) is theirs from
+    the first sign-in, instead of staying in a workspace nobody can sign in to. None if there is no local owner."""
+    done = conn.execute(
+        owners.update()
+        .where(owners.c.id == LOCAL_OWNER, owners.c.password_hash.is_(None))
+        .values(name=name, email=email, password_hash=hashed, role="admin")
+    )
+    return LOCAL_OWNER if done.rowcount == 1 else None
 
 
 def _insert_owner(conn: sa.Connection, name: str, email: str | None, hashed: str | None, role: str) -> str:

@@ -58,6 +58,8 @@ def a(tmp_path: Path) -> Iterator[Api]:
 
 def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
     with running("embedded", tmp_path, start=False) as rt, TestClient(create_app(rt)) as client:
+        # Given a flow saved from the command line before anyone signed up (as ionflux up stores the blueprints)
+        rt.orchestrator.save_flow("fluxgraph: 1\nid: from-cli\nnodes: [{id: a, type: log, with: {message: hi}}]\n")
         assert client.get("/api/v1/setup").json() == {"needs_setup": True}
         body = {"name": "Ana", "email": "ana@example.com", "password": "a-long-password"}
         done = client.post("/api/v1/setup", json=body)
@@ -66,6 +68,10 @@ def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
         assert token.startswith("ifx_") and done.json()["owner"]["role"] == "admin"
         me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["owner"]["email"] == "ana@example.com" and me.json()["scope"] == "admin"
+        # Then the first owner is the command line's: what it made is theirs, not stranded in a nobody's workspace
+        assert me.json()["owner"]["id"] == LOCAL_OWNER
+        listed = client.get("/api/v1/flows", headers={"Authorization": f"Bearer {token}"}).json()["items"]
+        assert [f["id"] for f in listed] == ["from-cli"]
         again = client.post("/api/v1/setup", json=body)
         assert again.status_code == 409 and again.json()["error"]["code"] == "setup.done"
 
@@ -73,12 +79,12 @@ def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_first_runs_at_once_make_one_owner_and_the_other_is_told_why(backend: str, tmp_path: Path) -> None:
     with running(backend, tmp_path, start=False) as rt, TestClient(create_app(rt)) as client:
-        # Given the first setup held between its check and its insert, until the second has its answer (or 2 s)
+        # Given the first setup held between its check and its write, until the second has its answer (or 2 s)
         reached_insert, second_answered = threading.Event(), threading.Event()
         held: list[int] = []
 
         def hold_the_first_insert(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-            if statement.lstrip().upper().startswith("INSERT INTO OWNERS") and not held:
+            if statement.lstrip().upper().startswith(("INSERT INTO OWNERS", "UPDATE OWNERS")) and not held:
                 held.append(threading.get_ident())
                 reached_insert.set()
                 second_answered.wait(2)
@@ -107,7 +113,7 @@ def test_two_first_runs_at_once_make_one_owner_and_the_other_is_told_why(backend
         error = refused.json()["error"]
         assert error["code"] == "setup.done" and "first owner" in error["message"] and "login" in error["hint"]
         with rt.db.connect() as conn:
-            made = conn.execute(sa.select(owners.c.email).where(owners.c.id != LOCAL_OWNER)).scalars().all()
+            made = conn.execute(sa.select(owners.c.email).where(owners.c.email.is_not(None))).scalars().all()
         assert made == ["ana@example.com"]
 
 
