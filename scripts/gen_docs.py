@@ -50,6 +50,12 @@ def render_node_types() -> str:
         if t.example:
             example = json.dumps(dict(t.example), ensure_ascii=False)
             out += ["Example `with`:", "", "```json", example, "```", ""]
+        own = _schema_fields(dict(t.node_fields))
+        if own:
+            out += ["Fields of the node (beside `with` and those every node has):", "", *own, ""]
+        if t.node_example:
+            example = json.dumps(dict(t.node_example), ensure_ascii=False)
+            out += ["Example fields:", "", "```json", example, "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -471,6 +471,10 @@ def test_the_catalog_lists_node_types_with_schemas_and_agents_without_keys(tmp_p
         assert "net" in by_name["http.request"]["capabilities"]
         one = a.call("GET", "/api/v1/catalog/types/http.request", "read").json()
         assert one["with"]["type"] == "object" and "output" in one and one["example"]
+        assert one["fields"] == {} and one["example_fields"] == {}
+        loop = a.call("GET", "/api/v1/catalog/types/foreach", "read").json()  # its structure is on the node itself
+        assert set(loop["fields"]["properties"]) == {"items", "concurrency", "do"}
+        assert loop["fields"]["required"] == ["items", "do"] and set(loop["example_fields"]) == {"items", "do"}
         unknown = a.call("GET", "/api/v1/catalog/types/http.requets", "read")
         assert unknown.status_code == 404 and "http.request" in unknown.json()["error"]["hint"]
         agents = a.call("GET", "/api/v1/catalog/agents", "read")

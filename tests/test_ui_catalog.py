@@ -144,6 +144,10 @@ def test_every_types_page_renders_and_its_example_reads_back(u: Ui) -> None:
         assert esc(snippet) in page.text
         if node_type.name != "foreach":
             assert example_node(node_type).get("with", {}) == json.loads(json.dumps(node_type.example))
+        # a type with fields of its own (foreach's items, do, concurrency) shows them as a table too
+        assert ('id="fields"' in page.text) == bool(node_type.node_fields), node_type.name
+        for name in node_type.node_fields.get("properties", {}):
+            assert f"<code>{name}</code>" in page.text
 
 
 def test_an_example_in_a_flow_validates() -> None:

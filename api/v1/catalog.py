@@ -31,6 +31,11 @@ class TypeDetail(TypeSummary):
     with_schema: dict[str, Any] = Field(alias="with", description="JSON Schema (2020-12) of the node's `with`")
     output_schema: dict[str, Any] = Field(alias="output", description="JSON Schema of the node's output")
     example: dict[str, Any] = Field(description="an example `with`")
+    fields: dict[str, Any] = Field(
+        description="JSON Schema of the node's own fields beside `with` and those every node has (foreach: items, "
+        "concurrency, do; approval: on_timeout); empty for most types"
+    )
+    example_fields: dict[str, Any] = Field(description="an example of those fields")
     keywords: list[str]
 
     model_config = ConfigDict(populate_by_name=True)
@@ -74,6 +79,8 @@ def show_type(
         with_schema=dict(node_type.with_schema),
         output_schema=dict(node_type.output_schema),
         example=dict(node_type.example),
+        fields=dict(node_type.node_fields),
+        example_fields=dict(node_type.node_example),
         keywords=list(node_type.keywords),
     )
 

@@ -96,6 +96,10 @@ class NodeType:
     check: Callable[[Mapping[str, Any]], Iterable[Finding]] = no_findings
     item_expressions: frozenset[str] = frozenset()
     example: Mapping[str, Any] = field(default_factory=dict)
+    # the node's own fields beside `with` and those every node has (foreach: items, concurrency, do), as a JSON
+    # Schema object, and an example of them (the catalog shows both; the validator checks them on the model)
+    node_fields: Mapping[str, Any] = field(default_factory=dict)
+    node_example: Mapping[str, Any] = field(default_factory=dict)
     # what people call this kind of step, in English (Jules's offline planner finds types by these and the summary)
     keywords: tuple[str, ...] = ()
     # derived, reusable objects (e.g. the compiled `with` validator), kept with the type they belong to

@@ -31,13 +31,9 @@ router = APIRouter(prefix="/ui/catalog", include_in_schema=False)
 
 Who = Annotated[Visitor, Depends(visitor)]
 MAX_DEPTH = 3  # nested object fields shown in a schema's table (deeper ones are in the raw schema)
+
+
 # `foreach` takes no `with`: what it repeats is the node's own `items` and `do` (engine.dsl.model.ForeachNode)
-FOREACH_EXAMPLE = {
-    "items": "{{ nodes.fetch.output.body.orders }}",
-    "do": [{"id": "tell", "type": "log", "with": {"message": "order {{ item.id }}"}}],
-}
-
-
 @dataclass(frozen=True)
 class Field:
     """One row of a schema's table."""
@@ -228,10 +224,9 @@ def example_node(node_type: NodeType) -> dict[str, Any]:
     """The type's example as a FluxGraph node (its id made from the type's name), with the network permissions it
     needs to validate."""
     node: dict[str, Any] = {"id": node_type.name.replace(".", "_"), "type": node_type.name}
-    if node_type.name == "foreach":
-        node.update(FOREACH_EXAMPLE)
-    elif node_type.example:
+    if node_type.example:
         node["with"] = json.loads(json.dumps(node_type.example))
+    node.update(json.loads(json.dumps(node_type.node_example)))
     reaches = node_type.requires(node_type.example).targets
     if reaches:  # the validator refuses a request to a host the node's permissions do not list
         node["permissions"] = {"net": sorted(str(t) for t in reaches)}
@@ -276,6 +271,7 @@ def type_page(request: Request, name: str, who: Who) -> HTMLResponse:
         "entry": catalog.entry(node_type),
         "keywords": node_type.keywords,
         "with_schema": schema_view(node_type.with_schema),
+        "node_fields": schema_view(node_type.node_fields) if node_type.node_fields else None,
         "output_schema": schema_view(node_type.output_schema),
         "example": example,
         "secrets": sorted(set(SECRET_USE.findall(example))),
