@@ -258,6 +258,15 @@ def test_structural_errors_point_at_the_field_and_say_what_to_do(
     assert words in issue.message and issue.hint
 
 
+def test_a_foreach_written_with_with_is_told_where_its_fields_go_and_a_field_never_suggests_itself() -> None:
+    text = "fluxgraph: 1\nid: x\nnodes:\n  - id: loop\n    type: foreach\n    items: [1]\n    with: {n: 1}\n"
+    text += "    do: [{id: a, type: log, with: {message: hi}}]\n  - {id: b, type: log, with: {message: hi}, do: []}\n"
+    loop, step = check_flow(text).errors
+    assert loop.message == "a foreach takes no `with`" and "on the foreach node itself" in loop.hint
+    assert (loop.location.line, loop.location.column) == (7, 5)
+    assert "unknown field 'do'" in step.message and "did you mean 'do'" not in step.message
+
+
 def test_retry_delay_order_error_points_at_max_delay() -> None:
     text = "fluxgraph: 1\nid: x\nnodes:\n  - id: a\n    type: log\n    with: {message: hi}\n"
     text += "    retry: {initial_delay: 1m, max_delay: 1s}\n"

@@ -41,6 +41,13 @@ FIELDS_BY_CONTEXT: dict[str, list[str]] = {
     "signature": _aliases(m.Signature),
 }
 
+# a node's fields by its kind: a foreach has no `with`, a step no `do`
+NODE_FIELDS: dict[str, list[str]] = {
+    "foreach": _aliases(m.ForeachNode),
+    "approval": _aliases(m.ApprovalNode),
+    "step": _aliases(m.StepNode),
+}
+
 _MISSING_HINTS = {
     "fluxgraph": "start the document with `fluxgraph: 1`",
     "id": "give it an id: a slug for a flow (weekly-digest), an identifier for a node (fetch_orders)",
@@ -110,6 +117,20 @@ def node_id_at(data: Any, path: Path) -> str | None:
     return found
 
 
+def _node_type_at(data: Any, path: Path) -> str:
+    """The kind of the node mapping at ``path`` (foreach, approval or step), as the model tells them apart."""
+    current = data
+    for part in path:
+        if isinstance(current, Mapping) and isinstance(part, str):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            return "step"
+    kind = current.get("type") if isinstance(current, Mapping) else None
+    return kind if kind in ("foreach", "approval") else "step"
+
+
 def context_of(path: Path) -> str:
     """Which construct the mapping at ``path`` is: flow, node, trigger, retry, permissions, budget, signature."""
     if not path:
@@ -163,10 +184,15 @@ def _issue(err: ErrorDetails, path: Path, data: Any, source: SourceMap | None, f
     elif kind == "extra_forbidden":
         code = "schema.unknown_field"
         key_location = True
-        allowed = FIELDS_BY_CONTEXT.get(context_of(path[:-1]), [])
-        guess = suggest(field, allowed)
+        context = context_of(path[:-1])
+        kind_of_node = _node_type_at(data, path[:-1]) if context == "node" else None
+        allowed = NODE_FIELDS.get(kind_of_node or "", FIELDS_BY_CONTEXT.get(context, []))
+        guess = suggest(field, [a for a in allowed if a != field])  # never "unknown 'with'; did you mean 'with'?"
         message = f"unknown field '{field}'" + did_you_mean(guess)
         hint = f"rename it to '{guess}'" if guess else ("allowed fields: " + ", ".join(allowed) if allowed else "")
+        if kind_of_node == "foreach" and field == "with":
+            message = "a foreach takes no `with`"
+            hint = "put `items:` (a list or an expression), `do:` and `concurrency:` on the foreach node itself"
     elif kind == "union_tag_invalid":
         code = "trigger.unknown_type"
         tag = str(ctx.get("tag", value))
