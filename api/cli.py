@@ -297,9 +297,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {'  ' * depth}{style(node.id, 'bold')} ({node.type}){needs}  ~{cost} C-ION")
     per_item = f" + {total.per_item_cion} C-ION per foreach item" if total.per_item_cion else ""
     print(f"forecast: at most {total.fixed_cion} C-ION per run{per_item}")
+    from api.settings import Settings
+
     today = (
-        "`ionflux up` (what ./scripts/start runs) serves the web UI at http://127.0.0.1:8080 (IONFLUX_BIND) and the",
-        "HTTP API under /api/v1. `ionflux run FILE` runs a flow here, or on a server with --server URL;",
+        f"`ionflux up` (what ./scripts/start runs) serves the web UI at http://{Settings().bind} (IONFLUX_BIND)",
+        "and the HTTP API under /api/v1. `ionflux run FILE` runs a flow here, or on a server with --server URL;",
         "`ionflux plan TEXT` drafts one; `ionflux activate FILE` arms its triggers (`ionflux triggers` lists them).",
     )
     print(style("\n" + "\n".join(today), "dim"))

@@ -449,10 +449,18 @@ class Jules:
             .first()
         )
         if row is None:
-            raise ChatError(f"session {session_id} has no change {change_id!r}", code="copilot.change_not_found")
-        if row["status"] != "pending":
             raise ChatError(
-                f"change {change_id} is {row['status']}, not pending", hint="only the latest proposal can be decided"
+                f"session {session_id} has no change {change_id!r}",
+                hint="the session's changes and their ids are in GET /api/v1/copilot/sessions/{id}",
+                code="copilot.change_not_found",
+            )
+        if row["status"] != "pending":
+            decided = row["status"] in ("accepted", "rejected")
+            raise ChatError(
+                f"change {change_id} is {row['status']}, not pending",
+                hint="it was decided already: nothing to do"
+                if decided
+                else "a newer proposal replaced it: decide that one, or ask Jules again",
             )
         return row
 

@@ -284,3 +284,9 @@ def test_streams_refuse_strangers_and_bad_cursors(tmp_path: Path) -> None:
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "events.cursor_invalid"
         wrong = a.call("GET", f"/api/v1/runs/{theirs}/events", "other", headers={"Last-Event-ID": "x7"})
         assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "events.cursor_invalid"
+        # an id past the run's last event would skip the events up to it: refused, saying where the run is
+        past = a.call("GET", f"/api/v1/runs/{theirs}/events", "other", headers={"Last-Event-ID": "99"})
+        assert past.status_code == 422 and "past this run's last event" in past.json()["error"]["message"]
+        # a cursor that does not decode says so, without the parser's own words
+        garbled = a.call("GET", "/api/v1/events?cursor=eyJ3IjoxfQ", "read").json()["error"]["message"]
+        assert garbled == "'eyJ3IjoxfQ' is not an events cursor of this server"

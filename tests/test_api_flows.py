@@ -284,9 +284,13 @@ def _search_and_page(a: Api) -> None:
     rest = a.call("GET", f"/api/v1/flows?q=invoice&limit=1&cursor={searched['next_cursor']}", "read").json()
     assert [f["id"] for f in searched["items"] + rest["items"]] == ["alpha", "charlie"]
     # And bad paging is refused in the one error model
-    for query in ("limit=0", "limit=201", "cursor=%25%25%25"):
+    for query in ("limit=0", "limit=201", "cursor=%25%25%25", "cursor=YWJj"):  # YWJj: base64 of "abc", made up
         bad = a.call("GET", f"/api/v1/flows?{query}", "read")
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "request.invalid", query
+    # And a cursor of this list does not page another one (runs, secrets, versions)
+    for other in ("/api/v1/runs", "/api/v1/secrets", "/api/v1/flows/alpha/versions"):
+        crossed = a.call("GET", f"{other}?cursor={searched['next_cursor']}", "read")
+        assert crossed.status_code == 422 and "not a cursor this API gave" in crossed.text, other
 
 
 def test_bodies_are_capped_and_typed(a: Api) -> None:

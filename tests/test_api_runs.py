@@ -87,6 +87,10 @@ def test_a_run_starts_with_checked_input_and_shows_its_steps_and_payloads(a: Api
     raw = {"content": b'{"input": {"n": 1e999}}', "headers": {"Content-Type": "application/json"}}  # not JSON's
     huge = a.call("POST", "/api/v1/flows/double/runs", "write", **raw)
     assert huge.status_code == 422 and huge.json()["error"]["location"][0]["field"] == "input.n", huge.text
+    typo = a.call("POST", "/api/v1/flows/double/runs", "write", json={"inputs": {"n": 2}})  # input, misspelt
+    assert typo.status_code == 422 and typo.json()["error"]["message"] == "body.inputs: unknown field 'inputs'"
+    broken = a.call("POST", "/api/v1/flows/double/runs", "write", content=b'{"input":', headers=raw["headers"])
+    assert broken.status_code == 422 and "not JSON at character 9" in broken.json()["error"]["message"]
     assert a.call("POST", "/api/v1/flows/nope/runs", "write", json={}).json()["error"]["code"] == "flow.not_found"
     wrong_version = a.call("POST", "/api/v1/flows/double/runs", "write", json={"version": "v-nope"})
     assert wrong_version.status_code == 422 and wrong_version.json()["error"]["location"][0]["field"] == "version"
@@ -137,7 +141,9 @@ def test_runs_are_listed_newest_first_with_filters_and_a_cursor(a: Api) -> None:
 def test_another_owners_runs_do_not_exist_and_scopes_decide_who_acts(a: Api) -> None:
     # Given a run of each owner
     save(a, GATED)
-    mine = start(a, "gated")
+    started = a.call("POST", "/api/v1/flows/gated/runs", "write")  # no body: a flow that needs no input
+    assert started.status_code == 201, started.text
+    mine = started.json()["run_id"]
     save(a, BROKEN, owner=a.other)
     theirs = start(a, "fragile", who="other")
     settle(a, mine)

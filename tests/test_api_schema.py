@@ -142,6 +142,8 @@ class Things:
         found: list[dict[str, Any]] = []
         if names:
             sources = [self.values(route, name) for name in names]
+            if "version" in names and "flow_id" in names:  # the version is the gated flow's: the others are 404
+                sources[names.index("flow_id")] = [self.gated["id"]]
             found += [{"path_parameters": dict(zip(names, v, strict=True))} for v in itertools.product(*sources)]
         if route == "GET /api/v1/flows/{flow_id}/diff":  # the version is the gated flow's: the other flows are 422
             found = [{"path_parameters": {"flow_id": self.gated["id"]}, "query": {"from": self.gated["version"]}}]

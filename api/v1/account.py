@@ -14,7 +14,21 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.accounts import SignInLimited
-from api.v1.deps import COOKIE, AccountsDep, Admin, Cursor, Limit, Operator, Page, Reader, after, check_csrf, page, who
+from api.v1.deps import (
+    COOKIE,
+    AccountsDep,
+    Admin,
+    Cursor,
+    Limit,
+    Operator,
+    Page,
+    Reader,
+    RequestBody,
+    after,
+    check_csrf,
+    page,
+    who,
+)
 from api.v1.errors import ApiError, Problem
 
 router = APIRouter(tags=["account"])
@@ -47,7 +61,7 @@ class TokenOut(BaseModel):
     revoked_at: str | None
 
 
-class NewToken(BaseModel):
+class NewToken(RequestBody):
     name: str = Field(min_length=1, max_length=120)
     scope: Literal["read", "write", "admin"] = "read"
 
@@ -58,14 +72,14 @@ class IssuedToken(BaseModel):
     scope: str
 
 
-class NewOwner(BaseModel):
+class NewOwner(RequestBody):
     name: str = Field(min_length=1, max_length=120)
     email: str | None = Field(None, max_length=254, pattern=EMAIL)
     password: str | None = Field(None, min_length=10, max_length=200)
     role: Literal["owner", "admin"] = "owner"
 
 
-class Setup(BaseModel):
+class Setup(RequestBody):
     name: str = Field(min_length=1, max_length=120)
     email: str = Field(max_length=254, pattern=EMAIL)
     password: str = Field(min_length=10, max_length=200)
@@ -76,7 +90,7 @@ class SetupDone(BaseModel):
     token: IssuedToken
 
 
-class Login(BaseModel):
+class Login(RequestBody):
     email: str = Field(max_length=254)
     password: str = Field(max_length=200)
 
@@ -197,8 +211,8 @@ def me(principal: Reader, accounts: AccountsDep) -> Me:
 @router.get("/tokens", response_model=TokenPage)
 def tokens(principal: Reader, accounts: AccountsDep, limit: Limit = 50, cursor: Cursor = None) -> TokenPage:
     """Your tokens, oldest first (never the token itself: only its first characters)."""
-    found = accounts.tokens(principal.owner_id, limit=limit + 1, after=after(cursor))
-    items, next_cursor = page(found, limit, lambda t: str(t["id"]))
+    found = accounts.tokens(principal.owner_id, limit=limit + 1, after=after(cursor, "tokens"))
+    items, next_cursor = page(found, limit, lambda t: str(t["id"]), "tokens")
     return TokenPage(items=[TokenOut(**t) for t in items], next_cursor=next_cursor)
 
 
@@ -223,7 +237,9 @@ def revoke_token(token_id: str, principal: Admin, accounts: AccountsDep) -> Resp
 @router.get("/owners", response_model=OwnerPage)
 def list_owners(_op: Operator, accounts: AccountsDep, limit: Limit = 50, cursor: Cursor = None) -> OwnerPage:
     """Every owner of this installation, oldest first (operators only)."""
-    items, next_cursor = page(accounts.owners(limit=limit + 1, after=after(cursor)), limit, lambda o: str(o["id"]))
+    items, next_cursor = page(
+        accounts.owners(limit=limit + 1, after=after(cursor, "owners")), limit, lambda o: str(o["id"]), "owners"
+    )
     return OwnerPage(items=[OwnerOut(**o) for o in items], next_cursor=next_cursor)
 
 
@@ -256,8 +272,8 @@ def audit(
             hint="send cursor only (before is its deprecated older form)",
             location=[{"field": "query.before", "message": "not with cursor"}],
         )
-    found = accounts.audit_log(principal.owner_id, limit + 1, after(cursor) or before)
-    items, next_cursor = page(found, limit, lambda e: str(e["id"]))
+    found = accounts.audit_log(principal.owner_id, limit + 1, after(cursor, "audit") or before)
+    items, next_cursor = page(found, limit, lambda e: str(e["id"]), "audit")
     return AuditPage(items=[AuditEntry(**e) for e in items], next_cursor=next_cursor)
 
 

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from api.accounts import Accounts, Principal
 from api.v1 import copilot_tools
 from api.v1.copilot_tools import JulesDep, LimitedWriter, errors
-from api.v1.deps import AccountsDep, Cursor, Limit, Page, Reader, RuntimeDep, Writer, after, page
+from api.v1.deps import AccountsDep, Cursor, Limit, Page, Reader, RequestBody, RuntimeDep, Writer, after, page
 from api.v1.errors import ApiError
 from copilot.chat import Change, Jules, Session, Turn
 from engine.errors import IonfluxError
@@ -52,14 +52,14 @@ ChangeId = Annotated[str, Path(max_length=64, description="a proposed change's i
 # --- shapes ---------------------------------------------------------------------------------------------------------
 
 
-class NewSession(BaseModel):
+class NewSession(RequestBody):
     title: str = Field("", max_length=200, description="default: the first message")
     flow_id: str | None = Field(
         None, min_length=1, max_length=64, description="start from this stored flow's latest version"
     )
 
 
-class MessageIn(BaseModel):
+class MessageIn(RequestBody):
     text: str = Field(min_length=1, max_length=4000, description="what to automate, or what to change in the draft")
 
 
@@ -144,8 +144,8 @@ def start_session(body: NewSession, principal: Writer, runtime: RuntimeDep, jule
 @router.get("/copilot/sessions", response_model=SessionPage, responses=errors(422))
 def list_sessions(principal: Reader, jules: JulesDep, limit: Limit = 50, cursor: Cursor = None) -> SessionPage:
     """Your conversations, newest first."""
-    found = jules.sessions(owner=principal.owner_id, limit=limit + 1, before=after(cursor))
-    items, next_cursor = page(found, limit, lambda session: str(session["id"]))
+    found = jules.sessions(owner=principal.owner_id, limit=limit + 1, before=after(cursor, "sessions"))
+    items, next_cursor = page(found, limit, lambda session: str(session["id"]), "sessions")
     return SessionPage(
         items=[
             SessionSummary(

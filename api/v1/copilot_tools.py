@@ -24,7 +24,7 @@ from api.accounts import Principal
 from api.jules import jules_for, model_choice
 from api.limits import RateLimit
 from api.settings import Settings
-from api.v1.deps import Reader, RuntimeDep, Writer, who
+from api.v1.deps import Reader, RequestBody, RuntimeDep, Writer, who
 from api.v1.errors import ApiError, Problem
 from copilot.advice import AdviceError, advise, apply_advice
 from copilot.chat import Jules, flow_id_for, with_flow_id
@@ -34,7 +34,7 @@ from copilot.prompt_tuning import NodeTuning, TuningError, tune_flow, tune_node
 from copilot.savings import suggest_savings
 from engine.dsl.forecast import flow_forecast
 from engine.dsl.issue import FlowValidationError
-from engine.dsl.model import Flow
+from engine.dsl.model import FLOW_ID_PATTERN, Flow
 from engine.dsl.validator import load_flow
 from engine.nodetypes.registry import Registry
 
@@ -131,10 +131,10 @@ LimitedWriter = Annotated[Principal, Depends(_limited_writer)]
 # --- shapes ---------------------------------------------------------------------------------------------------------
 
 
-class PlanIn(BaseModel):
+class PlanIn(RequestBody):
     text: str = Field(min_length=1, max_length=MAX_TEXT, description="what to automate, in a sentence or two")
     flow_id: str | None = Field(
-        None, pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="the draft's id (default: from the first words)"
+        None, pattern=FLOW_ID_PATTERN, description="the draft's id (default: from the first words)"
     )
 
 
@@ -150,7 +150,7 @@ class PlanOut(BaseModel):
     cost_usd: float = 0.0
 
 
-class FlowIn(BaseModel):
+class FlowIn(RequestBody):
     yaml: str = Field(min_length=1, max_length=MAX_YAML, description="a FluxGraph flow")
 
 

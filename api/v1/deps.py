@@ -20,7 +20,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.accounts import Accounts, Principal
 from api.v1.errors import ApiError
@@ -32,6 +32,13 @@ COOKIE = "ionflux_session"
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer ifx_…`")
 _cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="a browser session (POST /api/v1/login)")
+
+
+class RequestBody(BaseModel):
+    """A request's JSON body: a field the route does not take is refused (422 at ``body.<field>``), not ignored, so
+    a misspelt ``inputs`` for ``input`` says so instead of starting a run with no input."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def runtime(request: Request) -> Runtime:
@@ -189,31 +196,35 @@ class Page(BaseModel, Generic[Item]):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: this is the last")
 
 
-def after(cursor: str | None) -> str | None:
-    """The key a cursor carries (None: from the start), refused with 422 if this API did not give it.
+def after(cursor: str | None, of: str) -> str | None:
+    """The key a cursor of the list ``of`` carries (None: from the start), refused with 422 if this API did not
+    give it for that list.
 
-    A cursor is the last key of the previous page (an id, a name), base64url-encoded: opaque so that clients pass
-    it back as it is, and so that a list can change what it keys on without breaking them."""
+    A cursor is the list's name and the last key of the previous page (an id, a name), base64url-encoded: opaque
+    so that clients pass it back as it is, so that a list can change what it keys on without breaking them, and
+    so that a made-up cursor or one from another list is refused rather than quietly starting somewhere else."""
     if cursor is None:
         return None
     try:
         value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         value = ""
-    if not value or not value.isprintable():
+    name, _, key = value.partition(":")
+    if name != of or not key or not key.isprintable():
         raise ApiError(
             422,
             "request.invalid",
-            "query.cursor: not a cursor this API gave",
-            hint="pass next_cursor from the previous page as it is, or leave cursor out for the first page",
+            f"query.cursor: not a cursor this API gave for the {of} list",
+            hint="pass next_cursor from this list's previous page as it is, or leave cursor out for the first page",
             location=[{"field": "query.cursor", "message": "not a cursor this API gave"}],
         )
-    return value
+    return key
 
 
-def page(found: Sequence[Item], limit: int, key: Callable[[Item], str]) -> tuple[list[Item], str | None]:
+def page(found: Sequence[Item], limit: int, key: Callable[[Item], str], of: str) -> tuple[list[Item], str | None]:
     """The first ``limit`` of ``found`` (which was asked for ``limit + 1``, so that one more means there is a
-    next page) and the cursor after the last of them, or None at the end."""
+    next page) and the cursor of the list ``of`` after the last of them, or None at the end."""
     items = list(found[:limit])
-    more = len(found) > limit and bool(items)
-    return items, base64.urlsafe_b64encode(key(items[-1]).encode()).decode().rstrip("=") if more else None
+    if not (len(found) > limit and items):
+        return items, None
+    return items, base64.urlsafe_b64encode(f"{of}:{key(items[-1])}".encode()).decode().rstrip("=")

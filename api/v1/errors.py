@@ -6,6 +6,7 @@ the server's log, never a stack trace or a secret."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -115,15 +116,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_r: Request, e: RequestValidationError) -> JSONResponse:
-        errors = e.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        found = [_located(x) for x in e.errors()]
+        first = found[0] if found else {"field": "", "message": "invalid"}
         return problem(
             422,
             "request.invalid",
-            f"{where}: {first.get('msg', 'invalid')}" if where else "the request is not valid",
-            "see the API's OpenAPI schema at /api/openapi.json",
-            [{"field": ".".join(str(p) for p in x.get("loc", ())), "message": x.get("msg", "")} for x in errors],
+            f"{first['field']}: {first['message']}" if first["field"] else "the request is not valid",
+            "see the route's body and parameters in the API's schema at /api/docs (/api/openapi.json)",
+            found,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -144,3 +144,17 @@ def install(app: FastAPI) -> None:
             f"an unexpected error ({incident}); it is in the server's log",
             f"try again; if it persists, give the server's operator the incident id {incident}",
         )
+
+
+def _located(error: Mapping[str, Any]) -> dict[str, str]:
+    """One of pydantic's request errors as {field, message}, in words for people: an unknown field says so, and
+    a body that is not JSON says where and why instead of "JSON decode error" at ``body.13``."""
+    loc = tuple(error.get("loc", ()))
+    message = str(error.get("msg", ""))
+    if error.get("type") == "extra_forbidden":
+        message = f"unknown field '{loc[-1]}'" if loc else "unknown field"
+    elif error.get("type") == "json_invalid":
+        why = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        message, loc = f"not JSON{at}: {why}".rstrip(": "), loc[:1]
+    return {"field": ".".join(str(p) for p in loc), "message": message}

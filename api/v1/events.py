@@ -144,6 +144,16 @@ async def run_events(
     finished unless ``follow``."""
     found = await run_in_threadpool(owned, runtime, principal, run_id)
     seq = after if after is not None else _seq(last_event_id)
+    head = await run_in_threadpool(owned_runs.head, runtime.db, run_id)
+    if head is not None and seq > head.seq:  # trusting it would skip the events up to it, silently
+        where = "after" if after is not None else "Last-Event-ID"
+        raise ApiError(
+            422,
+            "events.cursor_invalid",
+            f"{where} {seq} is past this run's last event ({head.seq})",
+            hint="send the id of the last event received from this run's stream, or none to start from the first",
+            location=[{"field": where, "message": f"past the last event ({head.seq})"}],
+        )
     settings = _settings(request)
     feed = RunFeed(runtime.orchestrator, run_id, found.flow_id)
     return EventSourceResponse(

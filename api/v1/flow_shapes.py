@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 
-from api.v1.deps import Page
+from api.v1.deps import Page, RequestBody
 from api.v1.errors import ApiError, ErrorBody, Problem
 from engine.dsl.model import FLOW_ID_PATTERN
 from engine.dsl.source import Limits
@@ -238,7 +238,7 @@ class FlowDiffOut(BaseModel):
     text: str = Field(description="a unified diff of the two YAML sources")
 
 
-class Activate(BaseModel):
+class Activate(RequestBody):
     version: str | None = Field(None, min_length=1, max_length=80, description="default: the latest version")
 
 

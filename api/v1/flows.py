@@ -199,8 +199,8 @@ def list_flows(
     cursor: Cursor = None,
 ) -> FlowPage:
     """Your flows, by id."""
-    found = flow_queries.page(runtime.db, who.owner_id, limit=limit + 1, after=after(cursor), q=q)
-    items, next_cursor = page(found, limit, lambda f: f.id)
+    found = flow_queries.page(runtime.db, who.owner_id, limit=limit + 1, after=after(cursor, "flows"), q=q)
+    items, next_cursor = page(found, limit, lambda f: f.id, "flows")
     return FlowPage(items=[_item(f) for f in items], next_cursor=next_cursor)
 
 
@@ -273,8 +273,8 @@ def list_versions(
 ) -> VersionPage:
     """The flow's stored versions, newest first."""
     record = _owned(runtime, who, flow_id)
-    found = flow_queries.versions(runtime.db, flow_id, limit=limit + 1, before=after(cursor))
-    items, next_cursor = page(found, limit, lambda v: v.id)
+    found = flow_queries.versions(runtime.db, flow_id, limit=limit + 1, before=after(cursor, f"versions/{flow_id}"))
+    items, next_cursor = page(found, limit, lambda v: v.id, f"versions/{flow_id}")
     return VersionPage(
         items=[
             VersionOut(

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from api.healing import apply_reviewed, fingerprint, healing_of
 from api.v1.copilot_tools import LimitedWriter, SettingsDep, errors
-from api.v1.deps import AccountsDep, RuntimeDep
+from api.v1.deps import AccountsDep, RequestBody, RuntimeDep
 from api.v1.runs import RunId, owned
 from copilot.healing import Healing
 
@@ -36,7 +36,7 @@ router = APIRouter(tags=["runs"])
 # --- shapes ---------------------------------------------------------------------------------------------------
 
 
-class HealIn(BaseModel):
+class HealIn(RequestBody):
     allow_effects: bool = Field(
         False, description="replay a step with outside effects (a POST, an email) for real; default: a dry replay"
     )
@@ -92,7 +92,7 @@ class HealingOut(BaseModel):
     fingerprint: str = Field(description="names this fix: send it to `heal/apply` to apply exactly this one")
 
 
-class ApplyIn(BaseModel):
+class ApplyIn(RequestBody):
     as_is: bool = Field(False, description="resume on the same version, changing nothing (no replay)")
     force: bool = Field(False, description="apply a fix that did not verify")
     fingerprint: str | None = Field(

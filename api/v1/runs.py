@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.accounts import Principal
-from api.v1.deps import AccountsDep, Limit, Page, Reader, RuntimeDep, Writer, after, page
+from api.v1.deps import AccountsDep, Limit, Page, Reader, RequestBody, RuntimeDep, Writer, after, page
 from api.v1.errors import ApiError, Problem
 from engine.core.state import RunState, RunStatus, StepKey, StepStatus
 from engine.dsl.inputs import RunInputError
@@ -39,7 +39,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 # --- shapes ---------------------------------------------------------------------------------------------------
 
 
-class StartRun(BaseModel):
+class StartRun(RequestBody):
     input: dict[str, Any] | None = Field(None, description="the run's input, checked against the flow's `inputs`")
     version: str | None = Field(None, max_length=80, description="a version id of the flow; default: the latest")
 
@@ -113,12 +113,12 @@ class StepPayload(BaseModel):
     )
 
 
-class Decision(BaseModel):
+class ApprovalDecision(RequestBody):
     step: str | None = Field(None, max_length=300, description="which approval, when several wait (node or key)")
     comment: str | None = Field(None, max_length=2000)
 
 
-class Rerun(BaseModel):
+class Rerun(RequestBody):
     from_step: str | None = Field(
         None,
         max_length=300,
@@ -144,9 +144,10 @@ class ActionDone(BaseModel):
     responses={404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
 )
 def start_run(
-    flow_id: Annotated[str, Path(max_length=64)], body: StartRun, principal: Writer, runtime: RuntimeDep
+    flow_id: Annotated[str, Path(max_length=64)], principal: Writer, runtime: RuntimeDep, body: StartRun | None = None
 ) -> Started:
-    """Start a run of one of your flows (its latest version unless ``version`` names another)."""
+    """Start a run of one of your flows (its latest version unless ``version`` names another); no body: no input."""
+    body = body or StartRun()
     flow = owned_runs.flow_of(runtime.db, principal.owner_id, flow_id)
     if flow is None or flow[1] or flow[0] is None:
         raise ApiError(404, "flow.not_found", f"you have no flow {flow_id!r}", hint="GET /api/v1/flows lists yours")
@@ -179,9 +180,9 @@ def list_runs(
     cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the previous page")] = None,
 ) -> RunPage:
     """Your runs, newest first."""
-    where = owned_runs.RunFilter(flow, status, _aware(since, "since"), _aware(until, "until"), after(cursor))
+    where = owned_runs.RunFilter(flow, status, _aware(since, "since"), _aware(until, "until"), after(cursor, "runs"))
     found = owned_runs.page(runtime.db, principal.owner_id, where, limit + 1)
-    items, next_cursor = page([_run_out(s) for s in found], limit, lambda run: run.id)
+    items, next_cursor = page([_run_out(s) for s in found], limit, lambda run: run.id, "runs")
     return RunPage(items=items, next_cursor=next_cursor)
 
 
@@ -275,19 +276,19 @@ def resume(run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: Acco
 
 @router.post("/runs/{run_id}/approve", response_model=ActionDone, responses=REFUSED)
 def approve(
-    run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep, body: Decision | None = None
+    run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep, body: ApprovalDecision | None = None
 ) -> ActionDone:
     """Approve the run's waiting approval (name it with ``step`` when several wait); the run goes on."""
-    return _decide(runtime, accounts, principal, run_id, body or Decision(), approved=True)
+    return _decide(runtime, accounts, principal, run_id, body or ApprovalDecision(), approved=True)
 
 
 @router.post("/runs/{run_id}/reject", response_model=ActionDone, responses=REFUSED)
 def reject(
-    run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep, body: Decision | None = None
+    run_id: RunId, principal: Writer, runtime: RuntimeDep, accounts: AccountsDep, body: ApprovalDecision | None = None
 ) -> ActionDone:
     """Reject the run's waiting approval: the approval step fails with the comment (the flow's ``on_error``
     decides what follows)."""
-    return _decide(runtime, accounts, principal, run_id, body or Decision(), approved=False)
+    return _decide(runtime, accounts, principal, run_id, body or ApprovalDecision(), approved=False)
 
 
 @router.post("/runs/{run_id}/rerun", response_model=ActionDone, responses={**REFUSED, 422: {"model": Problem}})
@@ -330,7 +331,13 @@ def rerun(
 
 
 def _decide(
-    runtime: Runtime, accounts: AccountsDep, principal: Principal, run_id: str, body: Decision, *, approved: bool
+    runtime: Runtime,
+    accounts: AccountsDep,
+    principal: Principal,
+    run_id: str,
+    body: ApprovalDecision,
+    *,
+    approved: bool,
 ) -> ActionDone:
     state = _state(runtime, principal, run_id)
     if state.approvals == 0:
@@ -374,7 +381,8 @@ def _not_finished(state: RunState, what: str) -> None:
             409,
             "run.finished",
             f"run {state.run_id} has finished ({state.status}): it cannot be {what}",
-            hint=f"re-run it instead: POST /api/v1/runs/{state.run_id}/rerun",
+            hint=f"re-run it instead: POST /api/v1/runs/{state.run_id}/rerun"
+            + ("" if str(state.status) in ("failed", "cancelled") else ' with {"from_step": "<node id>"}'),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from api.v1.deps import AccountsDep, Admin, Cursor, Limit, Page, Reader, RuntimeDep, Writer, after, page
+from api.v1.deps import AccountsDep, Admin, Cursor, Limit, Page, Reader, RequestBody, RuntimeDep, Writer, after, page
 from api.v1.errors import ApiError, Problem
 from engine.runtime.secrets import MAX_VALUE, NAME_PATTERN
 
@@ -38,7 +38,7 @@ class SecretPage(Page[SecretOut]):
     """The owner's secrets, by name."""
 
 
-class SecretValue(BaseModel):
+class SecretValue(RequestBody):
     value: str = Field(min_length=1, max_length=MAX_VALUE, description="write-only: never returned")
 
 
@@ -47,10 +47,10 @@ def list_secrets(principal: Reader, runtime: RuntimeDep, limit: Limit = 50, curs
     """Your secrets by name (values are never returned)."""
     # an owner has tens of secrets, not thousands: the listing is read whole and paged here, sorted in Python so
     # that the order and the cursor's comparison agree on every database (PostgreSQL's collation is not bytewise)
-    start = after(cursor)
+    start = after(cursor, "secrets")
     listing = sorted(runtime.orchestrator.secrets.listing(principal.owner_id), key=lambda s: s[0])
     found = [s for s in listing if start is None or s[0] > start]
-    items, next_cursor = page(found[: limit + 1], limit, lambda s: s[0])
+    items, next_cursor = page(found[: limit + 1], limit, lambda s: s[0], "secrets")
     return SecretPage(
         items=[
             SecretOut(name=name, created_at=_iso(created), updated_at=_iso(updated)) for name, created, updated in items

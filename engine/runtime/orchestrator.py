@@ -328,7 +328,9 @@ class Orchestrator:
                 raise RunRefusedError(
                     f"run {run_id}: {'no' if not chosen else 'more than one'} approval matches "
                     f"(waiting for a decision: {names})",
-                    hint="name the approval step with --node" if chosen else "check the run with `ionflux run-show`",
+                    hint="name the approval step (the API's `step`, the CLI's --node)"
+                    if chosen
+                    else f"name one of the steps waiting ({names}), or check the run: `ionflux run-show {run_id}`",
                 )
             key = chosen[0]
             now = self._now()

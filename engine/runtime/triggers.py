@@ -111,7 +111,7 @@ class Triggers:
         return self.armed(flow_id)
 
     def deactivate(self, flow_id: str) -> None:
-        """Disarm the flow's triggers (its webhook URLs answer 404 until it is activated again, with new ones)."""
+        """Disarm the flow's triggers: its webhook URLs answer 404 from now on (activating it again makes new ones)."""
         with self.db.begin() as conn:
             found = conn.execute(flows.update().where(flows.c.id == flow_id).values(active_version=None))
             if found.rowcount == 0:
