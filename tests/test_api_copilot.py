@@ -130,7 +130,10 @@ def test_a_turn_streams_tokens_then_the_proposal_and_the_draft_changes_on_accept
             "change": change["id"],
             "prompt": REQUEST,
             "planner": "offline",
+            "summary": change["summary"],
+            "diff": change["diff"],  # what was accepted, kept in the log itself
         }
+        assert "+" in accepted["detail"]["diff"]
         assert audit[0]["target"] == flow_id and audit[0]["detail"]["version"] == saved.json()["version"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api.accounts import Accounts
 from api.app import create_app
 from api.settings import Settings
 from api.ui_jules import UiJules
@@ -70,7 +71,7 @@ def test_opening_the_builder_again_returns_to_the_untouched_session(demo: tuple[
 
 
 def test_a_message_is_proposed_accepted_and_drawn(demo: tuple[TestClient, Runtime]) -> None:
-    client, _ = demo
+    client, rt = demo
     session = new_session(client)
 
     # When a request is sent (the whole turn at once), then the reply and a proposal with its diff come back
@@ -86,6 +87,9 @@ def test_a_message_is_proposed_accepted_and_drawn(demo: tuple[TestClient, Runtim
     html = client.post(f"/ui/builder/{session}/changes/{change}/accept", headers=HTMX).text
     assert "Accepted: the draft has the change." in html
     assert 'id="node-set"' in html and ">Save and run</button>" in html and "proposed</span>" not in html
+    # and the owner's audit log keeps what was accepted: the change's summary and its diff
+    (entry,) = [e for e in Accounts(rt.db).audit_log(LOCAL_OWNER) if e["action"] == "copilot.accept"]
+    assert entry["target"] == change and "+" in entry["detail"]["diff"] and entry["detail"]["summary"]
 
     # When the page is loaded again, then it shows the conversation and the draft, its YAML and its cost
     page = client.get(f"/ui/builder?session={session}").text

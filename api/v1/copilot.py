@@ -128,6 +128,9 @@ class Saved(BaseModel):
     version: str
 
 
+AUDITED_DIFF_CHARS = 20_000  # an accepted change's diff as the audit log keeps it
+
+
 # --- sessions -------------------------------------------------------------------------------------------------------
 
 
@@ -309,6 +312,8 @@ def _decided(
     session = jules.session(session_id, owner=principal.owner_id)
     change = next(c for c in session.changes if c.id == change_id)
     detail = {"session": session_id, "change": change_id, "prompt": change.prompt, "planner": change.planner}
+    if action == "copilot.accept":  # what was accepted, in the log itself (bounded: a diff is rarely long)
+        detail |= {"summary": list(change.summary), "diff": change.diff[:AUDITED_DIFF_CHARS]}
     accounts.audit(principal, action, change_id, detail)
     return Decision(change=_change(change), draft=session.draft if draft is None else draft)
 

@@ -267,8 +267,12 @@ def decide(
         return _refused(404, f"you have no Builder session {session_id!r} with a change {change_id!r}")
     except IonfluxError as e:
         return _refused(409, e.message)
-    audit(request, who, f"copilot.{decision}", change_id, {"session": session_id})
     current = jules.session(session_id, owner=who.owner_id)
+    detail: dict[str, object] = {"session": session_id}
+    decided = next((c for c in current.changes if c.id == change_id), None)
+    if decision == "accept" and decided is not None:  # what was accepted, in the log itself (as the API's)
+        detail |= {"summary": list(decided.summary), "diff": decided.diff[:20_000]}
+    audit(request, who, f"copilot.{decision}", change_id, detail)
     html = _render("builder_decided.html", decision=decision, s=current)
     return HTMLResponse(html + _render("builder_after.html", change=None, **_pane(request, jules, current, who)))
 
