@@ -311,7 +311,12 @@ def _decided(
 ) -> Decision:
     session = jules.session(session_id, owner=principal.owner_id)
     change = next(c for c in session.changes if c.id == change_id)
-    detail = {"session": session_id, "change": change_id, "prompt": change.prompt, "planner": change.planner}
+    detail: dict[str, Any] = {
+        "session": session_id,
+        "change": change_id,
+        "prompt": change.prompt,
+        "planner": change.planner,
+    }
     if action == "copilot.accept":  # what was accepted, in the log itself (bounded: a diff is rarely long)
         detail |= {"summary": list(change.summary), "diff": change.diff[:AUDITED_DIFF_CHARS]}
     accounts.audit(principal, action, change_id, detail)
