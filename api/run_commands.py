@@ -556,6 +556,15 @@ def cmd_api(args: argparse.Namespace) -> int:
             create_app(runtime, settings=settings, max_body_bytes=settings.max_webhook_bytes), settings.bind
         )
         console.print(f"ionflux api: HTTP at {http.url}")
+        if not settings.redis_url:  # no broker: the runs it starts wait in the database for a process with workers
+            console.print(
+                Text(
+                    "ionflux api: no IONFLUX_REDIS_URL, so the runs started here wait for `ionflux up` (its "
+                    "workers run them); for workers apart from the server, set IONFLUX_REDIS_URL and run "
+                    "`ionflux worker`",
+                    style="yellow",
+                )
+            )
         try:
             _wait_for_signal(args.seconds)
         finally:

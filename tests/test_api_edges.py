@@ -303,3 +303,4 @@ def test_ionflux_api_answers_the_api_on_its_own(tmp_path: Path) -> None:
             output = server.communicate()[0]
     assert server.returncode == 0, output
     assert f"ionflux api: HTTP at http://127.0.0.1:{port}" in output
+    assert "the runs started here wait for `ionflux up`" in " ".join(output.split())  # no broker: said at start

@@ -60,6 +60,11 @@ def test_every_error_code_is_documented() -> None:
     assert not missing, f"add these codes to docs/errors.md (engine) or docs/api.md (API): {sorted(missing)}"
 
 
+def test_the_readme_counts_the_blueprints_there_are() -> None:
+    said = re.search(r"holds (\d+) blueprints", (ROOT / "README.md").read_text("utf-8"))
+    assert said is not None and int(said.group(1)) == len(list((ROOT / "flows").glob("*.yaml")))
+
+
 def test_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     head = readme[:1500]
