@@ -165,12 +165,24 @@ def _save(runtime: Runtime, who: Principal, source: Submitted) -> SavedFlow:
 
 
 @router.post(
-    "", response_model=SavedFlow, status_code=201, openapi_extra=FLOW_BODY, responses=problems(409, 413, 415, 422)
+    "",
+    response_model=SavedFlow,
+    status_code=201,
+    openapi_extra=FLOW_BODY,
+    responses={
+        200: {"model": SavedFlow, "description": "nothing new: this version of the flow was stored already"},
+        **problems(409, 413, 415, 422),
+    },
 )
-def save_flow(who: Writer, source: FlowBody, runtime: RuntimeDep, accounts: AccountsDep) -> SavedFlow:
-    """Create a flow, or store a new version of yours (saving a deleted flow's id brings it back). Send its YAML, or
-    JSON: the FluxGraph document itself (stored as its canonical YAML) or ``{"yaml": "…"}``."""
+def save_flow(
+    who: Writer, source: FlowBody, runtime: RuntimeDep, accounts: AccountsDep, response: Response
+) -> SavedFlow:
+    """Create a flow, or store a new version of yours (saving a deleted flow's id brings it back): 201; saving a
+    version stored already (the same content) is 200, and makes it the latest again. Send its YAML, or JSON: the
+    FluxGraph document itself (stored as its canonical YAML) or ``{"yaml": "…"}``."""
     saved = _save(runtime, who, source)
+    if not (saved.created or saved.new_version):
+        response.status_code = 200
     accounts.audit(who, "flow.save", saved.id, {"version": saved.version, "created": saved.created})
     return saved
 
