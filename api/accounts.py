@@ -210,6 +210,7 @@ class Accounts:
             return None
         secret, csrf, now = random.token_urlsafe(32), random.token_urlsafe(24), datetime.now(UTC)
         with self.db.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.expires_at < now))  # expired: nothing to keep
             conn.execute(
                 web_sessions.insert().values(
                     digest=digest(secret),

@@ -5,11 +5,14 @@ needs the page's CSRF token."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from api.v1.deps import COOKIE
+from engine.store.tables import web_sessions
 from tests.ui_helpers import PASSWORDS, Ui, ui
 from ui.pages.account import safe_next
 
@@ -147,3 +150,20 @@ def test_signing_out_needs_the_csrf_token_and_ends_the_session(u: Ui) -> None:
     assert done.status_code == 303 and done.headers["location"] == "/ui/login"
     assert u.accounts.by_session(cookie) is None
     assert u.client.get("/ui/flows").status_code == 303
+
+
+def test_an_expired_session_is_forgotten_by_the_browser_and_the_database(u: Ui) -> None:
+    u.sign_in()
+    cookie = u.client.cookies[COOKIE]
+    # Given the session expired
+    with u.runtime.db.begin() as conn:
+        conn.execute(web_sessions.update().values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    # When a page is asked for, Then it sends to sign-in and clears the cookie
+    answer = u.client.get("/ui/flows")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
+    assert f'{COOKIE}=""' in answer.headers["set-cookie"] and "Max-Age=0" in answer.headers["set-cookie"]
+    # And the next sign-in removes the expired session's row
+    u.sign_in("rui@example.com")
+    with u.runtime.db.connect() as conn:
+        left = conn.execute(sa.select(web_sessions.c.digest)).scalars().all()
+    assert len(left) == 1 and u.accounts.by_session(cookie) is None

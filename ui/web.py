@@ -63,12 +63,15 @@ def mount(app: FastAPI) -> None:
         return RedirectResponse("/ui/builder?demo=1", status_code=307)
 
 
-async def _to_sign_in(_request: Request, e: Exception) -> RedirectResponse:
+async def _to_sign_in(request: Request, e: Exception) -> RedirectResponse:
     """A page's stranger goes to the login page (htmx requests follow ``HX-Redirect`` instead of a 303)."""
     assert isinstance(e, SignInRequired)
     target = (e.headers or {}).get("Location", "/ui/login")
     answer = RedirectResponse(target, status_code=303)
     answer.headers["HX-Redirect"] = target
+    cookie = getattr(getattr(request.app.state, "ui_accounts", None), "cookie", None)
+    if cookie and cookie in request.cookies:  # a session that has expired (or ended elsewhere): forget it
+        answer.delete_cookie(cookie, path="/")
     return answer
 
 
