@@ -447,6 +447,12 @@ def test_import_saves_the_valid_flows_and_reports_the_others(a: Api) -> None:
     exported = a.call("GET", "/api/v1/flows/more/export", "read").text
     again = a.call("POST", "/api/v1/flows/import", "write", json={"flows": [exported]}).json()
     assert again["results"][0]["created"] is False  # an export imports back as the same version
+    # And exports import as they are, as YAML: one, or several in one stream separated by ---
+    stream = "# two flows\n---\n" + exported + "---\n" + one_step_flow("streamed") + "\n---\n"
+    yaml_import = a.call("POST", "/api/v1/flows/import", "write", content=stream, headers=YAML).json()
+    assert [(r["ok"], r["id"]) for r in yaml_import["results"]] == [(True, "more"), (True, "streamed")]
+    refused = a.call("POST", "/api/v1/flows/import", "write", content=b"x", headers={"Content-Type": "image/png"})
+    assert refused.status_code == 415 and "application/yaml" in refused.json()["error"]["hint"]
 
 
 def test_import_takes_json_documents_too(a: Api) -> None:

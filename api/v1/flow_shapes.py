@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -273,7 +274,15 @@ class ImportReport(BaseModel):
 
 
 IMPORT_BODY: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": ImportRequest.model_json_schema()}}}
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ImportRequest.model_json_schema()},
+            "application/yaml": {
+                "schema": {"type": "string", "description": "flows as YAML, several separated by lines of ---"}
+            },
+        },
+    }
 }
 
 
@@ -427,9 +436,33 @@ async def flow_body(request: Request) -> Submitted:
 
 
 async def import_body(request: Request) -> ImportRequest:
-    if _media_type(request) not in JSON_TYPES:
-        raise ApiError(415, "request.unsupported_media_type", 'an import is JSON: {"flows": ["yaml" or {…}, …]}')
-    return _model(ImportRequest, _json(await _capped(request, MAX_IMPORT_BYTES)))
+    """JSON ``{"flows": […]}``, or YAML: one flow as ``GET /flows/{id}/export`` gives it, or several in one stream
+    separated by lines of ``---`` (so an export imports as it is)."""
+    media = _media_type(request)
+    if media in JSON_TYPES:
+        return _model(ImportRequest, _json(await _capped(request, MAX_IMPORT_BYTES)))
+    if media not in YAML_TYPES:
+        raise ApiError(
+            415,
+            "request.unsupported_media_type",
+            f"an import is JSON or YAML, not {media}",
+            hint='send {"flows": ["yaml" or {…}, …]} as application/json, or flows as application/yaml '
+            "(several separated by lines of ---)",
+        )
+    body = await _capped(request, MAX_IMPORT_BYTES)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(422, "request.invalid", f"the flows are not UTF-8 text (byte {e.start})") from None
+    documents = [d for d in YAML_DOCUMENT_SEPARATOR.split(text) if d.strip() and not _only_comments(d)]
+    return _model(ImportRequest, {"flows": documents})
+
+
+YAML_DOCUMENT_SEPARATOR = re.compile(r"(?m)^---[ \t]*$\n?")
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
 # routes take the caller before the body: who may not write is refused before their body is read
