@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from api.accounts import AccessError, Accounts
+from api.accounts import AccessError, Accounts, Principal
 from api.settings import Settings
 from engine.store.tables import LOCAL_OWNER, owners
 
@@ -73,8 +73,15 @@ def cmd_owner(args: argparse.Namespace) -> int:
         Console().print(table)
         return 0
     if not args.name:
-        console.print(Text("error[request.invalid]: give the owner's name", style="red"))
+        console.print(
+            Text(
+                "error[request.invalid]: give the owner's " + ("name" if args.action == "create" else "email"),
+                style="red",
+            )
+        )
         return 2
+    if args.action in ("password", "lock"):
+        return _change_owner(console, accounts, args)
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
@@ -84,4 +91,29 @@ def cmd_owner(args: argparse.Namespace) -> int:
         console.print(Text(f"error[{e.code}]: {e.message}" + (f" ({e.hint})" if e.hint else ""), style="red"))
         return 1
     print(owner_id)
+    return 0
+
+
+def _change_owner(console: Console, accounts: Accounts, args: argparse.Namespace) -> int:
+    """``ionflux owner password EMAIL`` (the way back in for someone who forgot it, operators included) and
+    ``ionflux owner lock EMAIL``, on the server itself; recorded in the owner's audit log."""
+    owner_id = accounts.by_email(args.name)
+    if owner_id is None:
+        console.print(Text(f"error[owner.not_found]: no owner with the email {args.name!r}", style="red"))
+        console.print(Text("  hint: `ionflux owner list` shows them", style="dim"))
+        return 1
+    who = Principal(owner_id, "admin", "admin", "cli")
+    if args.action == "lock":
+        accounts.lock(owner_id)
+        accounts.audit(who, "owner.lock", owner_id)
+        console.print(f"{args.name}: locked out (no sign-in, sessions ended, tokens revoked)")
+        return 0
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("new password: ")
+    try:
+        accounts.set_password(owner_id, password)
+    except AccessError as e:
+        console.print(Text(f"error[{e.code}]: {e.message}" + (f" ({e.hint})" if e.hint else ""), style="red"))
+        return 1
+    accounts.audit(who, "owner.password", owner_id)
+    console.print(f"{args.name}: new password set (their browser sessions ended)")
     return 0

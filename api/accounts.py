@@ -235,6 +235,35 @@ class Accounts:
             return None
         return Principal(row.owner_id, row.role, "admin", "session", row.csrf)
 
+    def set_password(self, owner_id: str, password: str) -> bool:
+        """A new password for an owner (an operator's reset, or ``ionflux owner password`` on the server); their
+        browser sessions end, their tokens stay. False if there is no such owner."""
+        _check_password(password)
+        hashed = _HASHER.hash(password)
+        with self.db.begin() as conn:
+            done = conn.execute(owners.update().where(owners.c.id == owner_id).values(password_hash=hashed))
+            conn.execute(web_sessions.delete().where(web_sessions.c.owner_id == owner_id))
+        return bool(done.rowcount)
+
+    def lock(self, owner_id: str) -> bool:
+        """Shut an owner out: no password (no sign-in), every session ended, every token revoked; their flows and
+        runs stay (triggers still fire). An operator gives access back with a new password. False if no such owner."""
+        now = datetime.now(UTC)
+        with self.db.begin() as conn:
+            done = conn.execute(owners.update().where(owners.c.id == owner_id).values(password_hash=None))
+            conn.execute(web_sessions.delete().where(web_sessions.c.owner_id == owner_id))
+            conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.owner_id == owner_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return bool(done.rowcount)
+
+    def by_email(self, email: str) -> str | None:
+        with self.db.connect() as conn:
+            found = conn.execute(sa.select(owners.c.id).where(owners.c.email == email)).scalar()
+        return str(found) if found is not None else None
+
     def logout(self, secret: str) -> None:
         with self.db.begin() as conn:
             conn.execute(web_sessions.delete().where(web_sessions.c.digest == digest(secret)))

@@ -251,9 +251,13 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--owner", metavar="EMAIL", help="another owner's tokens (default: the local owner)")
     p.set_defaults(func=_lazy_from("api.account_commands", "cmd_token"))
 
-    p = add("owner", "Owners: create NAME [--email --password-stdin --role], list.")
-    p.add_argument("action", choices=("create", "list"))
-    p.add_argument("name", nargs="?")
+    p = add(
+        "owner",
+        "Owners: create NAME [--email --password-stdin --role], list, password EMAIL (a new one, from standard "
+        "input), lock EMAIL (no sign-in, sessions ended, tokens revoked).",
+    )
+    p.add_argument("action", choices=("create", "list", "password", "lock"))
+    p.add_argument("name", nargs="?", metavar="NAME|EMAIL")
     p.add_argument("--email")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--role", choices=("owner", "admin"), default="owner")

@@ -294,6 +294,20 @@ def test_only_operators_manage_owners(a: Api) -> None:
     dup = a.call("POST", "/api/v1/owners", "operator", json=body)
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "owner.exists"
     assert "ze@example.com" in {o["email"] for o in a.call("GET", "/api/v1/owners", "operator").json()["items"]}
+    ze = made.json()["id"]
+    # An operator sets a forgotten password (Zé's browser session ends) and can shut an owner out
+    assert a.client.post("/api/v1/login", json={"email": "ze@example.com", "password": "ze-password-1"}).is_success
+    reset = a.call("PUT", f"/api/v1/owners/{ze}/password", "operator", json={"password": "ze-password-2"})
+    assert reset.status_code == 204 and a.client.get("/api/v1/me").status_code == 401  # the session ended
+    assert a.client.post("/api/v1/login", json={"email": "ze@example.com", "password": "ze-password-2"}).is_success
+    assert a.call("POST", f"/api/v1/owners/{ze}/lock", "operator").status_code == 204
+    locked = a.client.post("/api/v1/login", json={"email": "ze@example.com", "password": "ze-password-2"})
+    assert locked.status_code == 401 and a.client.get("/api/v1/me").status_code == 401
+    assert a.call("POST", "/api/v1/owners/nobody/lock", "operator").json()["error"]["code"] == "owner.not_found"
+    me = a.call("GET", "/api/v1/me", "operator").json()["owner"]["id"]
+    assert a.call("POST", f"/api/v1/owners/{me}/lock", "operator").json()["error"]["code"] == "owner.refused"
+    actions = [e["action"] for e in a.call("GET", "/api/v1/audit", "operator").json()["items"]]
+    assert actions[:3] == ["owner.lock", "owner.password", "owner.create"]
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,11 @@ class World:
         return str(self._post("/api/v1/tokens", {"name": f"t{self.n}", "scope": "read"})["id"])
 
     @cached_property
+    def someone(self) -> str:
+        """An owner an operator can reset or lock out (not one of the callers)."""
+        return Accounts(self.a.runtime.db).create_owner(f"Someone {self.n}", email=f"someone{self.n}@example.com")
+
+    @cached_property
     def secret(self) -> str:
         assert self.a.call("PUT", f"/api/v1/secrets/s{self.n}", "admin", json={"value": "v"}).status_code == 200
         return f"s{self.n}"
@@ -171,6 +176,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("DELETE", "/api/v1/tokens/{token_id}"): Row("admin", True, 204),
     ("GET", "/api/v1/owners"): Row("operator", False, 200),
     ("POST", "/api/v1/owners"): Row("operator", False, 201, body=lambda w: {"name": "n"}),
+    ("PUT", "/api/v1/owners/{owner_id}/password"): Row("operator", False, 204, body=lambda w: {"password": "p" * 12}),
+    ("POST", "/api/v1/owners/{owner_id}/lock"): Row("operator", False, 204),
     ("GET", "/api/v1/audit"): Row("read", False, 200),
     ("POST", "/api/v1/flows"): Row("write", False, 201, body=lambda w: {"yaml": QUICK.format(id=f"new-{w.n}")}),
     ("GET", "/api/v1/flows"): Row("read", False, 200),
@@ -269,6 +276,7 @@ def _path(template: str, row: Row, w: World) -> str:
         "session_id": lambda: w.session,
         "change_id": lambda: w.change,
         "token_id": lambda: w.token,
+        "owner_id": lambda: w.someone,
         "name": lambda: "http.request" if "/catalog/" in template else w.secret,
     }
     return template.format(**{name: make() for name, make in values.items() if "{" + name + "}" in template})

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.accounts import SignInLimited
+from api.accounts import Accounts, SignInLimited
 from api.v1.deps import (
     COOKIE,
     AccountsDep,
@@ -165,7 +165,10 @@ def login(body: Login, request: Request, response: Response, accounts: AccountsD
         raise ApiError(429, e.code, e.message, hint=e.hint, headers={"Retry-After": str(e.retry_after)}) from None
     if done is None:
         raise ApiError(
-            401, "auth.invalid", "wrong email or password", hint="check both, or ask an operator to reset it"
+            401,
+            "auth.invalid",
+            "wrong email or password",
+            hint="check both; an operator can set a new password (or `ionflux owner password EMAIL` on the server)",
         )
     secret, principal = done
     response.set_cookie(
@@ -250,6 +253,39 @@ def create_owner(body: NewOwner, principal: Operator, accounts: AccountsDep) -> 
     owner = accounts.owner(owner_id)
     assert owner is not None
     return OwnerOut(**owner)
+
+
+OwnerId = Annotated[str, Path(min_length=1, max_length=26, description="an owner's id (GET /api/v1/owners)")]
+
+
+class NewPassword(RequestBody):
+    password: str = Field(min_length=10, max_length=200, description="at least 10 characters")
+
+
+def _someone(accounts: Accounts, owner_id: str) -> None:
+    if accounts.owner(owner_id) is None:
+        raise ApiError(404, "owner.not_found", f"no owner {owner_id!r}", hint="GET /api/v1/owners lists them")
+
+
+@router.put("/owners/{owner_id}/password", status_code=204, responses={404: {"model": Problem}})
+def reset_password(owner_id: OwnerId, body: NewPassword, principal: Operator, accounts: AccountsDep) -> Response:
+    """Set an owner's password (operators only): their browser sessions end; their tokens stay."""
+    _someone(accounts, owner_id)
+    accounts.set_password(owner_id, body.password)
+    accounts.audit(principal, "owner.password", owner_id)
+    return Response(status_code=204)
+
+
+@router.post("/owners/{owner_id}/lock", status_code=204, responses={404: {"model": Problem}})
+def lock_owner(owner_id: OwnerId, principal: Operator, accounts: AccountsDep) -> Response:
+    """Shut an owner out (operators only): no sign-in, sessions ended, tokens revoked; their flows and runs stay.
+    A new password (PUT …/password) lets them in again."""
+    _someone(accounts, owner_id)
+    if owner_id == principal.owner_id:
+        raise ApiError(409, "owner.refused", "you cannot lock yourself out", hint="ask another operator")
+    accounts.lock(owner_id)
+    accounts.audit(principal, "owner.lock", owner_id)
+    return Response(status_code=204)
 
 
 # `before` (an entry id) paged the audit log before every list took `cursor`; kept for the scripts that use it
