@@ -123,8 +123,8 @@ def create_app(
                 404,
                 "webhook.not_found",
                 "no active webhook trigger has this URL",
-                "copy the URL from `ionflux triggers` (or the flow's page); deactivating a flow retires its URL "
-                "for good, and activating it again gives it a new one",
+                "copy the URL from `ionflux triggers` (or the flow's page); a deactivated flow's URL answers 404 "
+                "until the flow is activated again",
             )
         delivery = webhooks.Delivery(
             request.method,

@@ -62,6 +62,7 @@ def test_upgrading_from_the_first_schema_keeps_the_steps_recorded(tmp_path: Path
 @pytest.mark.parametrize(
     ("revision", "table", "column"),
     [
+        ("0008", "flows", "webhook_tokens"),
         ("0007", "run_steps", "input_ref"),
         ("0005", "owners", None),
         ("0005", "flows", "owner_id"),

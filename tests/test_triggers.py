@@ -87,6 +87,9 @@ def test_activation_arms_the_versions_triggers_and_keeps_webhook_urls(rt: Runtim
     assert triggers.armed("ticking") == [] and triggers.by_token(rotated) is None
     with pytest.raises(TriggerError):
         triggers.rotate("ticking")
+    # activated again, the flow has its webhook URL back: a sender configured with it keeps working
+    back = {t.kind: t for t in triggers.activate("ticking", second)}
+    assert back["webhook"].token == rotated and triggers.by_token(rotated) is not None
 
 
 def test_an_accepted_event_starts_one_run_even_if_delivered_twice(rt: Runtime) -> None:

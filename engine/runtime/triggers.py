@@ -79,13 +79,9 @@ class Triggers:
             raise TriggerError(f"version {version} is of flow {flow.id!r}, not {flow_id!r}", code="trigger.mismatch")
         now = self._now()
         with self.db.begin() as conn:
-            tokens = dict(
-                conn.execute(
-                    sa.select(triggers.c.position, triggers.c.token).where(
-                        triggers.c.flow_id == flow_id, triggers.c.kind == "webhook"
-                    )
-                ).all()
-            )
+            kept = conn.execute(sa.select(flows.c.webhook_tokens).where(flows.c.id == flow_id)).scalar() or {}
+            tokens = {int(position): token for position, token in kept.items()}  # from before a deactivation
+            tokens |= _webhook_tokens(conn, flow_id)
             conn.execute(triggers.delete().where(triggers.c.flow_id == flow_id))
             for position, trigger in enumerate(flow.triggers):
                 if trigger.type not in ARMED_KINDS:
@@ -107,13 +103,21 @@ class Triggers:
                         next_fire_at=next_fire,
                     )
                 )
-            conn.execute(flows.update().where(flows.c.id == flow_id).values(active_version=version, updated_at=now))
+            conn.execute(
+                flows.update()
+                .where(flows.c.id == flow_id)
+                .values(active_version=version, webhook_tokens=None, updated_at=now)
+            )
         return self.armed(flow_id)
 
     def deactivate(self, flow_id: str) -> None:
-        """Disarm the flow's triggers: its webhook URLs answer 404 from now on (activating it again makes new ones)."""
+        """Disarm the flow's triggers: its webhook URLs answer 404 until it is activated again, which gives the same
+        URLs back (their tokens are kept on the flow meanwhile; ``rotate`` is how a URL changes)."""
         with self.db.begin() as conn:
-            found = conn.execute(flows.update().where(flows.c.id == flow_id).values(active_version=None))
+            kept = {str(position): token for position, token in _webhook_tokens(conn, flow_id).items()}
+            found = conn.execute(
+                flows.update().where(flows.c.id == flow_id).values(active_version=None, webhook_tokens=kept or None)
+            )
             if found.rowcount == 0:
                 raise TriggerError(f"no flow {flow_id!r}", hint="`ionflux triggers` lists the flows with triggers")
             conn.execute(triggers.delete().where(triggers.c.flow_id == flow_id))
@@ -315,3 +319,11 @@ def _armed(row: Any) -> Armed:
         next_fire_at=None if row.next_fire_at is None else utc(row.next_fire_at),
         last_fire_at=None if row.last_fire_at is None else utc(row.last_fire_at),
     )
+
+
+def _webhook_tokens(conn: sa.Connection, flow_id: str) -> dict[int, str]:
+    """The flow's armed webhook URL tokens, by trigger position."""
+    query = sa.select(triggers.c.position, triggers.c.token).where(
+        triggers.c.flow_id == flow_id, triggers.c.kind == "webhook", triggers.c.token.is_not(None)
+    )
+    return {int(position): str(token) for position, token in conn.execute(query).all()}

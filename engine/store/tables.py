@@ -88,6 +88,8 @@ class FlowRow(SQLModel, table=True):
     deleted_at: datetime | None = _when()  # soft delete: its runs and versions stay readable by id
     latest_version: str | None = Field(default=None, max_length=80)
     active_version: str | None = Field(default=None, max_length=80)  # whose triggers are armed; None: inactive
+    # while inactive: its webhook URL tokens by trigger position ({"0": "…"}), given back when it is activated again
+    webhook_tokens: dict[str, str] | None = _json()
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
