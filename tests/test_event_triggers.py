@@ -137,6 +137,51 @@ def test_events_published_while_ionflux_is_down_run_once_when_it_starts(
             assert len(runs_of(rt, "on-paid", 2, timeout=0)) == 2
 
 
+def test_a_deactivated_flow_leaves_no_consumer_and_does_not_run_what_came_meanwhile(
+    tmp_path: Path, nats_names: tuple[str, str]
+) -> None:
+    import asyncio
+
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from engine.runtime.event_triggers import consumer_name
+
+    prefix, stream = nats_names
+
+    async def consumer_exists(name: str) -> bool:
+        nc = await nats.connect(NATS)
+        try:
+            await nc.jetstream().consumer_info(stream, name)
+            return True
+        except NotFoundError:
+            return False
+        finally:
+            await nc.close()
+
+    with backend_config("postgres+redis", tmp_path, nats_url=NATS, events_stream=stream) as config:
+        with Runtime(config) as rt:
+            _, version = rt.orchestrator.save_flow(flow(listener(prefix)), "on-paid.yaml")
+            (armed,) = rt.triggers.activate("on-paid", version)
+            rt.events.sync()
+            name = consumer_name(armed)
+            assert asyncio.run(consumer_exists(name))
+            # When the flow is deactivated, Then its durable consumer is deleted from the server
+            rt.triggers.deactivate("on-paid")
+            rt.events.sync()
+            assert not asyncio.run(consumer_exists(name))
+            # And an order paid while it is inactive does not run once it is activated again
+            publisher = NatsBus(NATS, stream=stream)
+            try:
+                publisher.publish(f"{prefix}.orders.eu.paid", json.dumps({"id": 9}).encode(), msg_id="order-9")
+            finally:
+                publisher.close()
+            rt.triggers.activate("on-paid", version)
+            rt.start()
+            time.sleep(3)
+            assert runs_of(rt, "on-paid", 0, timeout=0) == []
+
+
 def test_ionflux_publish_reaches_an_activated_flow(tmp_path: Path) -> None:
     """Embedded, as a user tries it: activate, publish (the event waits in the inbox), `ionflux up` runs it."""
     from tests.cli_helpers import ionflux

@@ -19,7 +19,8 @@ from typing import Any
 
 from engine.runtime import payloads
 from engine.runtime.triggers import Armed, Triggers
-from engine.steps.bus import Bus, Message
+from engine.steps.bus import Bus, BusError, Message
+from engine.store import ids
 
 log = logging.getLogger("ionflux.triggers")
 
@@ -30,23 +31,34 @@ class EventTriggers:
         self.bus = bus
         self._accepted = accepted
         self._lock = threading.Lock()
-        self._consumers: dict[str, Callable[[], None]] = {}  # consumer name -> stop
+        self._consumers: dict[str, tuple[Callable[[], None], str]] = {}  # consumer name -> (stop, subject)
 
     def sync(self) -> None:
-        """Consume for every armed event trigger, and stop consuming for disarmed ones."""
+        """Consume for every armed event trigger, and stop consuming for disarmed ones, deleting their durable
+        consumers: a deactivated flow does not run, later, the events published while it was inactive (a process
+        that stops, by contrast, keeps its consumers, so what is published while IONFLUX is down runs when it is
+        back)."""
         wanted = {
             consumer_name(t): t for t in self.triggers.armed() if t.kind == "event" and t.config.get("enabled", True)
         }
         with self._lock:
             for name in set(self._consumers) - set(wanted):
-                self._consumers.pop(name)()
+                stop, subject = self._consumers.pop(name)
+                stop()
+                try:
+                    self.bus.forget(subject, name)
+                except BusError as e:  # the server is away: the consumer stays, and is only not read
+                    log.warning("could not delete the consumer %s of a disarmed trigger: %s", name, e)
             for name, trigger in wanted.items():
                 if name not in self._consumers:
-                    self._consumers[name] = self.bus.consume(trigger.config["subject"], name, self._handler(trigger))
+                    subject = trigger.config["subject"]
+                    armed_at = datetime.fromtimestamp(ids.id_time_ms(trigger.id) / 1000, UTC)  # a ULID's time
+                    stop = self.bus.consume(subject, name, self._handler(trigger), since=armed_at)
+                    self._consumers[name] = (stop, subject)
 
     def close(self) -> None:
         with self._lock:
-            for stop in self._consumers.values():
+            for stop, _ in self._consumers.values():
                 stop()
             self._consumers.clear()
 

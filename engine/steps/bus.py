@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("ionflux.bus")
@@ -57,9 +58,15 @@ class Bus(Protocol):
         """Call ``handler`` for each message on a matching subject; returns the function that unsubscribes."""
         ...
 
-    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+    def consume(self, pattern: str, name: str, handler: Handler, since: datetime | None = None) -> Callable[[], None]:
         """Like ``subscribe``, durably: messages published while nobody consumes are delivered later (JetStream),
-        each to one of the consumers sharing ``name``, and redelivered until ``handler`` returns."""
+        each to one of the consumers sharing ``name``, and redelivered until ``handler`` returns. A consumer made
+        now starts with the messages published from ``since`` on (its trigger's arming), not the stream's past."""
+        ...
+
+    def forget(self, pattern: str, name: str) -> None:
+        """Delete the durable consumer ``name`` of ``pattern`` (its trigger is disarmed: what is published from now
+        on is not kept for it). Nothing happens if there is none."""
         ...
 
     def close(self) -> None: ...
@@ -129,9 +136,12 @@ class LocalBus:
 
         return unsubscribe
 
-    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+    def consume(self, pattern: str, name: str, handler: Handler, since: datetime | None = None) -> Callable[[], None]:
         # in-process, nothing can be published while this process is down: a subscription is as durable
         return self.subscribe(pattern, handler)
+
+    def forget(self, pattern: str, name: str) -> None:
+        return None  # nothing outlives a subscription here
 
     def close(self) -> None:
         with self._lock:
@@ -250,10 +260,11 @@ class NatsBus:
 
         return unsubscribe
 
-    def consume(self, pattern: str, name: str, handler: Handler) -> Callable[[], None]:
+    def consume(self, pattern: str, name: str, handler: Handler, since: datetime | None = None) -> Callable[[], None]:
         """A durable pull consumer ``name`` on the stream capturing ``pattern`` (created, or extended with the
         pattern, as ``self.stream``, when no stream captures it); ``handler`` runs in a worker thread and the
-        message is acknowledged after it returns (an exception: redelivered after ``ack_wait``)."""
+        message is acknowledged after it returns (an exception: redelivered after ``ack_wait``). A consumer made
+        here starts at ``since`` (else at the stream's start); one that exists goes on where it was."""
         nc = self._connection()
         stop = asyncio.Event()
 
@@ -266,7 +277,8 @@ class NatsBus:
                 durable_name=name,
                 filter_subject=pattern,
                 ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
+                deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+                opt_start_time=since,
                 ack_wait=30,
             )
             return await js.pull_subscribe(pattern, durable=name, stream=stream, config=config)
@@ -316,6 +328,28 @@ class NatsBus:
                 task.cancel()
 
         return unsubscribe
+
+    def forget(self, pattern: str, name: str) -> None:
+        nc = self._connection()
+
+        async def delete() -> None:
+            from nats.js.errors import NotFoundError
+
+            js = nc.jetstream()
+            try:
+                stream = await js.find_stream_name_by_subject(pattern)
+                await js.delete_consumer(stream, name)
+            except NotFoundError:  # no stream, or another process deleted it first
+                pass
+
+        try:
+            self._call(delete())
+        except BusError:
+            raise
+        except Exception as e:
+            raise BusError(
+                f"NATS at {self.url} could not delete the consumer {name!r}: {type(e).__name__}: {e}"
+            ) from None
 
     async def _ensure_stream(self, js: Any, pattern: str) -> str:
         """The stream capturing ``pattern``: a user's stream when one does, else IONFLUX's, extended with it."""
