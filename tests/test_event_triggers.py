@@ -159,27 +159,29 @@ def test_a_deactivated_flow_leaves_no_consumer_and_does_not_run_what_came_meanwh
         finally:
             await nc.close()
 
-    with backend_config("postgres+redis", tmp_path, nats_url=NATS, events_stream=stream) as config:
-        with Runtime(config) as rt:
-            _, version = rt.orchestrator.save_flow(flow(listener(prefix)), "on-paid.yaml")
-            (armed,) = rt.triggers.activate("on-paid", version)
-            rt.events.sync()
-            name = consumer_name(armed)
-            assert asyncio.run(consumer_exists(name))
-            # When the flow is deactivated, Then its durable consumer is deleted from the server
-            rt.triggers.deactivate("on-paid")
-            rt.events.sync()
-            assert not asyncio.run(consumer_exists(name))
-            # And an order paid while it is inactive does not run once it is activated again
-            publisher = NatsBus(NATS, stream=stream)
-            try:
-                publisher.publish(f"{prefix}.orders.eu.paid", json.dumps({"id": 9}).encode(), msg_id="order-9")
-            finally:
-                publisher.close()
-            rt.triggers.activate("on-paid", version)
-            rt.start()
-            time.sleep(3)
-            assert runs_of(rt, "on-paid", 0, timeout=0) == []
+    with (
+        backend_config("postgres+redis", tmp_path, nats_url=NATS, events_stream=stream) as config,
+        Runtime(config) as rt,
+    ):
+        _, version = rt.orchestrator.save_flow(flow(listener(prefix)), "on-paid.yaml")
+        (armed,) = rt.triggers.activate("on-paid", version)
+        rt.events.sync()
+        name = consumer_name(armed)
+        assert asyncio.run(consumer_exists(name))
+        # When the flow is deactivated, Then its durable consumer is deleted from the server
+        rt.triggers.deactivate("on-paid")
+        rt.events.sync()
+        assert not asyncio.run(consumer_exists(name))
+        # And an order paid while it is inactive does not run once it is activated again
+        publisher = NatsBus(NATS, stream=stream)
+        try:
+            publisher.publish(f"{prefix}.orders.eu.paid", json.dumps({"id": 9}).encode(), msg_id="order-9")
+        finally:
+            publisher.close()
+        rt.triggers.activate("on-paid", version)
+        rt.start()
+        time.sleep(3)
+        assert runs_of(rt, "on-paid", 0, timeout=0) == []
 
 
 def test_ionflux_publish_reaches_an_activated_flow(tmp_path: Path) -> None:
