@@ -525,9 +525,14 @@ def test_rerun_asks_for_the_approval_again(rt: Runtime) -> None:
     assert status == "awaiting_approval"
     rt.orchestrator.approve(run_id, False, by="ana")
     assert rt.wait(run_id, 30) is RunStatus.FAILED
+    before = {s.key: s.status for s in queries.run_steps_of(rt.db, run_id)}
     rt.orchestrator.rerun(run_id)
     assert rt.wait(run_id, 30) is RunStatus.AWAITING_APPROVAL
     assert queries.pending_approvals(rt.db, run_id) == [{"step": "gate", "message": "Ship it?", "approvers": []}]
+    # the steps show this attempt: the gate waits, and `ship` is not shown as the first attempt left it
+    now = {s.key: (s.status, s.run_attempt) for s in queries.run_steps_of(rt.db, run_id)}
+    assert before.get("ship") in (None, "cancelled") and now == {"gate": ("running", 2)}
+    assert len(queries.run_steps_of(rt.db, run_id, history=True)) > len(now)  # the history keeps everything
     rt.orchestrator.approve(run_id, True, by="ana")
     assert rt.wait(run_id, 30) is RunStatus.SUCCEEDED
 

@@ -146,7 +146,9 @@ def find_run(db: sa.Engine, run_id: str) -> RunSummary | None:
 
 
 def run_steps_of(db: sa.Engine, run_id: str, *, history: bool = False) -> list[StepRecord]:
-    """The run's steps in start order: the latest attempt of each (every attempt with ``history``)."""
+    """The run's steps in start order: the latest attempt of each (every attempt with ``history``). After a re-run,
+    a step the new run attempt has not reached (yet) is not shown with the old attempt's cancellation or failure:
+    that is no longer what will happen to it (its succeeded rows stay: the re-run reuses them)."""
     with db.begin() as conn:
         rows = conn.execute(
             sa.select(run_steps)
@@ -187,7 +189,11 @@ def run_steps_of(db: sa.Engine, run_id: str, *, history: bool = False) -> list[S
         else:
             records.pop(row.key, None)  # keep the newest, in the order it last started
             records[row.key] = record
-    return out if history else list(records.values())
+    if history:
+        return out
+    current = max((r.run_attempt for r in records.values()), default=1)
+    stale = ("cancelled", "failed")
+    return [r for r in records.values() if r.run_attempt == current or r.status not in stale]
 
 
 def pending_approvals(db: sa.Engine, run_id: str) -> list[dict[str, Any]]:
