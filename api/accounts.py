@@ -78,6 +78,7 @@ class Accounts:
     def __init__(self, db: sa.Engine, guard: SignInGuard | None = None) -> None:
         self.db = db
         self.guard = guard or SignInGuard()
+        self._claimed = False  # local_claimed's cache
 
     # --- owners -----------------------------------------------------------------------------------------------
 
@@ -126,6 +127,15 @@ class Accounts:
             query = query.where(owners.c.id > after)
         with self.db.connect() as conn:
             return [_owner(r) for r in conn.execute(query).mappings()]
+
+    def local_claimed(self) -> bool:
+        """Whether first run has made the local owner someone's (then the open demo, which acts as the local owner
+        without credentials, is over). Once true, always true: cached."""
+        if not self._claimed:
+            with self.db.connect() as conn:
+                email = conn.execute(sa.select(owners.c.email).where(owners.c.id == LOCAL_OWNER)).scalar()
+            self._claimed = email is not None
+        return self._claimed
 
     def needs_setup(self) -> bool:
         """True until the first owner who can sign in exists (the first-run path creates them)."""
@@ -188,7 +198,7 @@ class Accounts:
     def login(self, email: str, password: str, *, client: str = "") -> tuple[str, Principal] | None:
         """A new session for the right email and password: (the cookie value, who it is); None otherwise. Raises
         :class:`SignInLimited` when ``client`` (its address) or ``email`` failed too often lately (``guard``)."""
-        wait = self.guard.wait(client, email)
+        wait = self.guard.begin(client, email)
         if wait > 0:
             raise SignInLimited(max(1, math.ceil(wait)))
         with self.db.connect() as conn:
@@ -203,7 +213,6 @@ class Accounts:
                 except (VerificationError, InvalidHashError):
                     ok = False
         if not ok or row is None:
-            self.guard.failed(client, email)
             if row is not None:  # the owner sees attempts at their account in their audit log
                 who = Principal(row["id"], row["role"], "read", f"client {client or 'unknown'}")
                 self.audit(who, "auth.login_failed", email)
@@ -220,6 +229,7 @@ class Accounts:
                     expires_at=now + timedelta(days=SESSION_DAYS),
                 )
             )
+        self.guard.succeeded(client, email)
         principal = Principal(row["id"], row["role"], "admin", "session", csrf)
         self.audit(principal, "auth.login", email, {"client": client} if client else None)
         return secret, principal
@@ -318,7 +328,8 @@ def _setup_done() -> AccessError:
 
 def _first_owner(conn: sa.Connection) -> str | None:
     """An owner besides the local one as it starts (the command line's, which cannot sign in), if there is one."""
-    query = sa.select(owners.c.id).where(sa.or_(owners.c.id != LOCAL_OWNER, owners.c.password_hash.is_not(None)))
+    # the local owner is claimed once it has an email: locking it out (no password) does not reopen first run
+    query = sa.select(owners.c.id).where(sa.or_(owners.c.id != LOCAL_OWNER, owners.c.email.is_not(None)))
     return conn.execute(query.limit(1)).scalar()
 
 
@@ -328,7 +339,7 @@ def _claim_local(conn: sa.Connection, name: str, email: str, hashed: str) -> str
     the first sign-in, instead of staying in a workspace nobody can sign in to. None if there is no local owner."""
     done = conn.execute(
         owners.update()
-        .where(owners.c.id == LOCAL_OWNER, owners.c.password_hash.is_(None))
+        .where(owners.c.id == LOCAL_OWNER, owners.c.email.is_(None))
         .values(name=name, email=email, password_hash=hashed, role="admin")
     )
     return LOCAL_OWNER if done.rowcount == 1 else None

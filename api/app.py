@@ -10,6 +10,7 @@ answers with the status that says why (404 unknown URL, 413 too large, 401 bad o
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -53,6 +54,8 @@ def create_app(
     if settings is not None:
         app.state.settings = settings
         app.state.open_local = settings.open_local and is_loopback(settings.bind)
+    public = urlsplit((settings or Settings()).public_url)
+    app.state.public_origin = f"{public.scheme}://{public.netloc}"  # this server as users reach it (ui.visitor)
     app.state.accounts = Accounts(runtime.db)
     app.state.ui_accounts = UiAccounts(app.state.accounts)  # the UI's sign-in and first run (ui.accounts)
     app.state.ui_jules = UiJules(runtime, settings)  # the Builder's Jules (ui.jules)

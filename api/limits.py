@@ -49,6 +49,13 @@ class RateLimit:
             tokens = min(self.burst, tokens + (now - at) * self.rate)
             return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
+    def give_back(self, key: str) -> None:
+        """Undo one counted call (up to the burst)."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            self._buckets[key] = (min(self.burst, tokens + (now - at) * self.rate + 1.0), now)
+
     def _sweep(self, now: float) -> None:
         full_after = self.burst / self.rate  # an idle bucket is full again after this long: forget it
         if now - self._swept < full_after:
@@ -76,11 +83,21 @@ class SignInGuard:
         self.clients = RateLimit(per_client, clock=clock)
         self.emails = RateLimit(per_email, clock=clock)
         self.hashing = threading.BoundedSemaphore(hashing)
+        self._lock = threading.Lock()
 
-    def wait(self, client: str, email: str) -> float:
-        """0.0 when this client may try this email now, else the seconds to wait."""
-        return max(self.clients.wait(client), self.emails.wait(email.lower()))
+    def begin(self, client: str, email: str) -> float:
+        """Count an attempt before its password is checked: 0.0 when this client may try this email now (the
+        attempt is counted, so a burst of parallel attempts cannot all pass before the first failure is known),
+        else the seconds to wait (nothing counted)."""
+        with self._lock:
+            wait = max(self.clients.wait(client), self.emails.wait(email.lower()))
+            if wait > 0:
+                return wait
+            self.clients.take(client)
+            self.emails.take(email.lower())
+            return 0.0
 
-    def failed(self, client: str, email: str) -> None:
-        self.clients.take(client)
-        self.emails.take(email.lower())
+    def succeeded(self, client: str, email: str) -> None:
+        """A success costs nothing: its attempt is given back."""
+        self.clients.give_back(client)
+        self.emails.give_back(email.lower())

@@ -21,7 +21,7 @@ def find_visitor(request: Request) -> Visitor | None:
         if principal is not None:
             owner = accounts.owner(principal.owner_id) or {}
             return Visitor(principal.owner_id, str(owner.get("name") or "you"), principal.scope, principal.csrf)
-    if getattr(request.app.state, "open_local", False) and on_this_machine(request):
+    if getattr(request.app.state, "open_local", False) and on_this_machine(request) and not accounts.local_claimed():
         # the open demo: a page change still needs the same origin and htmx's header (api.v1.deps._local_demo)
         if request.method not in SAFE and not (same_origin(request) and request.headers.get("hx-request")):
             return None

@@ -20,6 +20,7 @@ from tests.api_helpers import BACKENDS, Api, api
 from tests.runtime_helpers import running
 
 ANA = {"email": "ana@example.com", "password": "ana-password-1"}
+HERE = "http://127.0.0.1:8080"  # first run is done at one of the server's own names
 
 
 def walk(a: Api, path: str, who: str = "admin", limit: int = 2) -> tuple[list[dict[str, Any]], int]:
@@ -57,11 +58,17 @@ def a(tmp_path: Path) -> Iterator[Api]:
 
 
 def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
-    with running("embedded", tmp_path, start=False) as rt, TestClient(create_app(rt)) as client:
+    with (
+        running("embedded", tmp_path, start=False) as rt,
+        TestClient(create_app(rt), base_url=HERE) as client,
+    ):
         # Given a flow saved from the command line before anyone signed up (as ionflux up stores the blueprints)
         rt.orchestrator.save_flow("fluxgraph: 1\nid: from-cli\nnodes: [{id: a, type: log, with: {message: hi}}]\n")
         assert client.get("/api/v1/setup").json() == {"needs_setup": True}
         body = {"name": "Ana", "email": "ana@example.com", "password": "a-long-password"}
+        # A page at another name (DNS rebinding: evil.example resolving here) cannot make itself the operator
+        rebound = client.post("http://evil.example:8080/api/v1/setup", json=body)
+        assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "setup.elsewhere"
         done = client.post("/api/v1/setup", json=body)
         assert done.status_code == 201, done.text
         token = done.json()["token"]["token"]
@@ -78,7 +85,7 @@ def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_first_runs_at_once_make_one_owner_and_the_other_is_told_why(backend: str, tmp_path: Path) -> None:
-    with running(backend, tmp_path, start=False) as rt, TestClient(create_app(rt)) as client:
+    with running(backend, tmp_path, start=False) as rt, TestClient(create_app(rt), base_url=HERE) as client:
         # Given the first setup held between its check and its write, until the second has its answer (or 2 s)
         reached_insert, second_answered = threading.Event(), threading.Event()
         held: list[int] = []
@@ -403,3 +410,8 @@ def test_the_open_local_demo_lets_this_machine_in_without_sign_in_and_nothing_el
             TestClient(closed, client=("127.0.0.1", 1), base_url="http://127.0.0.1:8080").get("/api/v1/me").status_code
             == 401
         )  # off by default
+        # Once first run makes the local owner someone's, the demo is over: that workspace needs signing in
+        first = {"name": "Ana", "email": "ana@example.com", "password": "a-long-password"}
+        assert local.post("/api/v1/setup", json=first).status_code == 201
+        assert local.get("/api/v1/me").status_code == 401
+        assert local.get("/ui/flows", follow_redirects=False).headers["location"].startswith("/ui/login")

@@ -108,9 +108,15 @@ def test_a_foreign_next_is_refused(u: Ui, target: str) -> None:
 
 def test_first_run_creates_the_first_owner_once(tmp_path: Path) -> None:
     with ui(tmp_path, owners=False) as u:
+        u.client.base_url = "http://127.0.0.1:8080"  # first run: at the server's own name
         # Given a new installation, the login page sends people to the first-run page
         assert u.client.get("/ui/login").headers["location"] == "/ui/setup"
         assert u.client.get("/ui/setup").status_code == 200
+        # Another site's form, or a page at another name, cannot make itself the operator
+        ana = {"name": "Ana", "email": "ana@example.com", "password": "a-long-password"}
+        foreign = u.client.post("/ui/setup", data=ana, headers={"Origin": "https://evil.example"})
+        rebound = u.client.post("http://evil.example:8080/ui/setup", data=ana)
+        assert foreign.status_code == rebound.status_code == 403 and u.accounts.needs_setup()
 
         # When the form is sent with a short password, then it says so next to the field
         short = u.client.post("/ui/setup", data={"name": "Ana", "email": "ana@example.com", "password": "short"})

@@ -9,8 +9,10 @@ page (or the first-run page while the installation has no owner).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
@@ -56,9 +58,32 @@ SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def same_origin(request: Request) -> bool:
-    """The request carries no ``Origin`` (not a cross-site browser request) or this server's own."""
+    """The request carries no ``Origin`` (not a cross-site browser request) or this server's own: the address it
+    was asked at, or the public address it is reached at (``app.state.public_origin``: behind a TLS proxy the two
+    differ)."""
     origin = request.headers.get("origin")
-    return origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
+    if origin is None:
+        return True
+    ours = {str(request.base_url).rstrip("/"), str(getattr(request.app.state, "public_origin", "")).rstrip("/")}
+    return origin.rstrip("/") in ours
+
+
+def named_for_us(request: Request) -> bool:
+    """The name the request was sent to (``Host``) is one of this server's: an IP address, ``localhost``, or the
+    host of its public address. A DNS-rebound page (evil.example made to resolve to this machine) sends its own
+    name: what no credential guards (first-run setup) must not be done for it."""
+    host = request.headers.get("host", "")
+    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    name = name.lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    public = urlsplit(str(getattr(request.app.state, "public_origin", ""))).hostname
+    return bool(public) and name == public
 
 
 class CsrfRefused(HTTPException):

@@ -30,6 +30,7 @@ from api.v1.deps import (
     who,
 )
 from api.v1.errors import ApiError, Problem
+from ui.visitor import named_for_us
 
 router = APIRouter(tags=["account"])
 # an address with one @ and no spaces (spelled out: JSON Schema and Python disagree on what \s matches)
@@ -135,11 +136,22 @@ def setup_state(accounts: AccountsDep) -> SetupState:
     "/setup",
     response_model=SetupDone,
     status_code=201,
-    responses={409: {"model": Problem, "description": "the installation has its first owner already (setup.done)"}},
+    responses={
+        403: {"model": Problem, "description": "sent to a name that is not this server's (setup.elsewhere)"},
+        409: {"model": Problem, "description": "the installation has its first owner already (setup.done)"},
+    },
 )
-def setup(body: Setup, accounts: AccountsDep) -> SetupDone:
+def setup(body: Setup, request: Request, accounts: AccountsDep) -> SetupDone:
     """First run: create the first owner (an operator) and an admin token. Refused once an owner exists; of two
-    calls at the same time, one succeeds and the other is refused."""
+    calls at the same time, one succeeds and the other is refused. Only at one of this server's own names (an IP
+    address, localhost, or IONFLUX_PUBLIC_URL's host), so a DNS-rebound page cannot make itself the operator."""
+    if accounts.needs_setup() and not named_for_us(request):
+        raise ApiError(
+            403,
+            "setup.elsewhere",
+            "first-run setup is done at this server's own address, not at the name this request was sent to",
+            hint="use an IP address, localhost, or the host of IONFLUX_PUBLIC_URL (set it to the address users reach)",
+        )
     # a refusal (setup.done) is an AccessError, which the error handlers answer as 409 with its code
     owner_id, issued = accounts.setup(body.name, body.email, body.password, token="first token")
     owner = accounts.owner(owner_id)

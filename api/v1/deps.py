@@ -115,9 +115,10 @@ def _local_demo(request: Request) -> Principal | None:
     Only on loopback at both ends (``on_this_machine``; the server refuses to open it on another address), and
     never for a change another web page could make in the user's browser: an unsafe method must come from the same
     origin and carry a header a cross-site form cannot set (``HX-Request``, as the UI's htmx sends, or
-    ``X-IONFLUX``). The visitor is the local owner, not an operator: it cannot list or make owners."""
-    if not on_this_machine(request):
-        return None
+    ``X-IONFLUX``). The visitor is the local owner, not an operator: it cannot list or make owners. It lasts until
+    first run claims the local owner (then that workspace is a person's, who signs in)."""
+    if not on_this_machine(request) or accounts(request).local_claimed():
+        return None  # not this machine, or first run made the local owner someone's: they sign in
     scripted = request.headers.get("hx-request") or request.headers.get("x-ionflux")
     if request.method not in SAFE and not (same_origin(request) and scripted):
         raise ApiError(

@@ -127,7 +127,8 @@ def _live(bus: Bus, work: Work, owner: str, redact: tuple[str, ...]) -> Callable
     head = {"run_id": work.run_id, "owner": owner, "key": str(work.key), "attempt": work.attempt}
 
     def emit(kind: str, data: Mapping[str, Any]) -> None:
-        event = payloads.redact_value({**head, "kind": kind, **data}, redact)
+        # only the event's own data is redacted: a secret equal to an owner id must not blank the "owner" field
+        event = {**head, "kind": kind, **payloads.redact_value(dict(data), redact)}
         with contextlib.suppress(BusError):  # live views are best effort; the recorded result is what counts
             bus.publish(subject, json.dumps(event, separators=(",", ":")).encode(), durable=False)
 
@@ -145,7 +146,7 @@ class _LiveLog(list[tuple[str, str]]):
     def append(self, line: tuple[str, str]) -> None:
         super().append(line)
         if len(self) <= LIVE_LOG_LINES:
-            self._emit("step.log", {"level": line[0], "message": line[1][:2000]})
+            self._emit("step.log", {"level": line[0], "message": line[1]})  # executors bound their lines
 
 
 def _input_error(work: Work, context: dict[str, Any], secrets: dict[str, str], error: ExpressionError) -> str:

@@ -200,7 +200,7 @@ def soft_delete(db: sa.Engine, owner: str, flow_id: str, now: datetime | None = 
         done = conn.execute(
             flows.update()
             .where(flows.c.id == flow_id, _live(owner))
-            .values(deleted_at=now or datetime.now(UTC), active_version=None)
+            .values(deleted_at=now or datetime.now(UTC), active_version=None, webhook_tokens=None)  # URLs retired
         )
         if not done.rowcount:
             return False

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from engine.errors import IonfluxError
 from ui.accounts import Accounts, accounts
 from ui.rendering import page
-from ui.visitor import Visitor, check_csrf, same_origin
+from ui.visitor import Visitor, check_csrf, named_for_us, same_origin
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -27,6 +27,9 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD = 10  # as api.accounts asks
 
 AccountsDep = Annotated[Accounts, Depends(accounts)]
+SETUP_ELSEWHERE = (
+    "Set up from this server's own page, at its own address (an IP address, localhost, or IONFLUX_PUBLIC_URL)."
+)
 
 
 def safe_next(target: str | None) -> str:
@@ -103,6 +106,9 @@ def setup(
     if not known.needs_setup():
         return RedirectResponse("/ui/login", status_code=303)
     name, email = name.strip(), email.strip()
+    if not (same_origin(request) and named_for_us(request)):  # another site making itself the first operator
+        context = {"name": name, "email": email, "errors": {"form": SETUP_ELSEWHERE}, "nav": ()}
+        return page(request, "account_setup.html", None, context, status=403)
     errors: dict[str, str] = {}
     if not name:
         errors["name"] = "Enter your name."
