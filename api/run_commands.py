@@ -478,7 +478,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 console.print(
                     Text(
                         f"OPEN DEMO: {http.url}/api/v1 answers requests from this machine without sign-in, as the "
-                        "local owner (IONFLUX_OPEN_LOCAL). Unset it before exposing the server.",
+                        "local owner (IONFLUX_OPEN_LOCAL), until first run (/ui/setup) makes that owner someone's. "
+                        "Unset it before exposing the server.",
                         style="bold yellow",
                     )
                 )
