@@ -27,6 +27,7 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 
+from api.accounts import Accounts
 from api.settings import Settings
 from tests.api_helpers import BACKENDS, Api, api
 from tests.runtime_helpers import GATED, TYPO, TYPO_INPUT, flow, one_step_flow
@@ -50,6 +51,7 @@ BODIES: dict[str, Any] = {
     "POST /api/v1/copilot/optimise": {"yaml": GATED},
     "POST /api/v1/copilot/advice": {"yaml": GATED},
     "POST /api/v1/login": {"email": "ana@example.com", "password": "ana-password-1"},
+    "PUT /api/v1/owners/{owner_id}/password": {"password": "a-long-password"},
 }
 
 
@@ -87,6 +89,7 @@ class Things:
         assert a.call("PUT", "/api/v1/secrets/seeded", "admin", json={"value": "v"}).status_code == 200
         self.finished = [self.run(self.quick, "succeeded"), self.failed()]
         self.waiting = self.run(self.gated["id"], "awaiting_approval")
+        self.someone = Accounts(a.runtime.db).create_owner("Someone", email="someone@example.com")  # operators' routes
 
     def post(self, path: str, body: Any, **kw: Any) -> Any:
         answer = self.a.call("POST", path, "admin", json=body, **kw)
@@ -135,12 +138,16 @@ class Things:
             "change_id": [self.change],
             "name": ["http.request", "text.template"] if "/catalog/" in route else ["seeded"],
             "token": [self.hook],
+            "owner_id": [self.someone],
         }.get(name, [])
 
     def variants(self, route: str, names: list[str]) -> list[dict[str, Any]]:
         """``as_strategy`` arguments for requests that name these things (or carry a body that is valid)."""
         found: list[dict[str, Any]] = []
-        if names:
+        if names and set(names) == {"run_id", "key"}:  # a step of that run: each run with its own step's key
+            pairs = zip([self.waiting, *self.finished], ["prepare", "a", "text"], strict=True)
+            found += [{"path_parameters": {"run_id": run, "key": key}} for run, key in pairs]
+        elif names:
             sources = [self.values(route, name) for name in names]
             if "version" in names and "flow_id" in names:  # the version is the gated flow's: the others are 404
                 sources[names.index("flow_id")] = [self.gated["id"]]
