@@ -33,8 +33,7 @@ class RateLimit:
         now = self.clock()
         with self._lock:
             self._sweep(now)
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            tokens = self._level(key, now)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 return 0.0
@@ -45,16 +44,19 @@ class RateLimit:
         """Like :meth:`take` without counting a call: 0.0 if one may go ahead now, else the seconds until one may."""
         now = self.clock()
         with self._lock:
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            tokens = self._level(key, now)
             return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def give_back(self, key: str) -> None:
         """Undo one counted call (up to the burst)."""
         now = self.clock()
         with self._lock:
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            self._buckets[key] = (min(self.burst, tokens + (now - at) * self.rate + 1.0), now)
+            self._buckets[key] = (min(self.burst, self._level(key, now) + 1.0), now)
+
+    def _level(self, key: str, now: float) -> float:
+        """The tokens ``key`` has at ``now``: what was left, refilled since (up to the burst)."""
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
 
     def _sweep(self, now: float) -> None:
         full_after = self.burst / self.rate  # an idle bucket is full again after this long: forget it
@@ -67,8 +69,9 @@ class RateLimit:
 class SignInGuard:
     """What stands between the sign-in forms and password guessing, or a flood of them.
 
-    Failed attempts are counted per client address and per email (a guesser spreading over many accounts, or over
-    many addresses at one account, meets one of the two); a success costs nothing, so signing in often is fine.
+    Attempts are counted per client address and per email before the password is checked (a guesser spreading
+    over many accounts, or over many addresses at one account, meets one of the two), and a success is given back,
+    so signing in often is fine.
     And at most ``hashing`` password checks run at once: argon2 takes 64 MiB and tens of milliseconds per check on
     purpose, so forty parallel attempts took a server from 220 MB to 2.35 GB before this."""
 

@@ -68,13 +68,17 @@ def same_origin(request: Request) -> bool:
     return origin.rstrip("/") in ours
 
 
+def requested_name(request: Request) -> str:
+    """The host name the request was sent to (its ``Host`` header without the port), lower case."""
+    host = request.headers.get("host", "")
+    return (host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]).lower()
+
+
 def named_for_us(request: Request) -> bool:
     """The name the request was sent to (``Host``) is one of this server's: an IP address, ``localhost``, or the
     host of its public address. A DNS-rebound page (evil.example made to resolve to this machine) sends its own
     name: what no credential guards (first-run setup) must not be done for it."""
-    host = request.headers.get("host", "")
-    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-    name = name.lower()
+    name = requested_name(request)
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:

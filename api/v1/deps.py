@@ -26,7 +26,7 @@ from api.accounts import Accounts, Principal
 from api.v1.errors import ApiError
 from engine.runtime.runtime import Runtime
 from engine.store.tables import LOCAL_OWNER
-from ui.visitor import same_origin
+from ui.visitor import requested_name, same_origin
 
 COOKIE = "ionflux_session"
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -96,12 +96,11 @@ def on_this_machine(request: Request) -> bool:
     the browser still sends ``Host: evil.example``, and it also sends that as the page's ``Origin``, which would then
     look like the server's own."""
     client = request.client.host if request.client else ""
-    return client.startswith(LOOPBACK) and _loopback_name(request.headers.get("host", ""))
+    return client.startswith(LOOPBACK) and _loopback_name(requested_name(request))
 
 
-def _loopback_name(host: str) -> bool:
-    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-    if name.lower() == "localhost":
+def _loopback_name(name: str) -> bool:
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
